@@ -1,0 +1,97 @@
+"""``connect`` and ``configure``: choose embedded (direct store access) or remote (HTTP) mode."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from steward.config import Settings, load_settings
+from steward.tracking import fluent
+from steward.tracking.models import TrackingBackend
+
+
+@dataclass
+class Connection:
+    """Steward's services, embedded or over HTTP; what ``steward.connect`` returns.
+
+    Attributes:
+        settings: The resolved settings.
+        tracking: Experiments, runs, metrics, artifacts.
+        remote: Whether the services speak HTTP to a Steward server.
+    """
+
+    settings: Settings
+    tracking: TrackingBackend
+    remote: bool
+    _closer: Any = None
+
+    def close(self) -> None:
+        """Release connections (database pool or HTTP client)."""
+        if self._closer is not None:
+            self._closer()
+
+
+def connect(uri: str | None = None, **settings: Any) -> Connection:
+    """Open Steward: embedded by default, remote when ``uri`` (or ``STEWARD_URI``) is ``http(s)://…``.
+
+    Args:
+        uri: A Steward server URL, for remote mode.
+        **settings: Overrides of ``steward.config.Settings`` (``home``, ``db``, ``artifacts``, …).
+
+    Raises:
+        InvalidInput: For malformed settings.
+        ServiceUnavailable: If the database cannot be reached.
+    """
+    resolved = load_settings(uri=uri, **settings)
+    if resolved.uri:
+        from steward.client.http import HttpClient
+        from steward.client.tracking import RemoteTrackingService
+
+        http = HttpClient(resolved.uri, token=resolved.token)
+        return Connection(resolved, RemoteTrackingService(http), remote=True, _closer=http.close)
+    from steward.store.platform import Platform
+    from steward.tracking.service import TrackingService
+
+    platform = Platform.from_settings(resolved)
+    return Connection(resolved, TrackingService(platform), remote=False, _closer=platform.close)
+
+
+_default: Connection | None = None
+_default_lock = threading.Lock()
+
+
+def configure(**settings: Any) -> Connection:
+    """Replace the connection the SDK functions (``steward.start_run`` …) use.
+
+    Args:
+        **settings: As for ``connect``: ``uri=``, ``home=``, ``db=``, ``artifacts=`` …
+
+    Returns:
+        The new default connection.
+    """
+    global _default
+    new = connect(**settings)
+    with _default_lock:
+        old, _default = _default, new
+    if old is not None:
+        old.close()
+    return new
+
+
+def default_connection() -> Connection:
+    """Return the SDK's connection, opening it from the environment on first use."""
+    global _default
+    if _default is None:
+        with _default_lock:
+            if _default is None:
+                _default = connect()
+    return _default
+
+
+def _resolve() -> tuple[TrackingBackend, Settings]:
+    conn = default_connection()
+    return conn.tracking, conn.settings
+
+
+fluent.set_backend_resolver(_resolve)

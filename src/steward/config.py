@@ -1,0 +1,101 @@
+"""Settings: where Steward keeps its metadata and artifacts, and which server it talks to.
+
+Precedence: explicit argument > environment (``STEWARD_*``) > ``steward.toml`` > defaults. The TOML
+file is read from the working directory, or from the path in ``STEWARD_CONFIG``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from steward.errors import InvalidInput
+
+
+def _toml_path() -> Path:
+    return Path(os.environ.get("STEWARD_CONFIG", "steward.toml"))
+
+
+class Settings(BaseSettings):
+    """Steward's settings.
+
+    Attributes:
+        home: Folder for the default SQLite database and artifact store (``STEWARD_HOME``).
+        db: SQLAlchemy URL of the metadata store (``STEWARD_DB``); SQLite in ``home`` by default.
+        artifacts: fsspec URL of the blob store root (``STEWARD_ARTIFACTS``): ``file://…`` or ``s3://…``.
+        uri: A Steward server (``STEWARD_URI``, ``http(s)://…``); when set, the SDK talks HTTP to it.
+        token: Bearer token sent to the server (``STEWARD_TOKEN``); never logged.
+        region: The data-residency region this installation runs in (``STEWARD_REGION``).
+        s3_endpoint_url: Endpoint of an S3-compatible store (``STEWARD_S3_ENDPOINT_URL``).
+        metric_flush_points: Buffered metric points that trigger a flush.
+        metric_flush_interval: Seconds after which buffered metric points are flushed.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="STEWARD_", extra="ignore")
+
+    home: Path = Field(default_factory=lambda: Path.home() / ".steward")
+    db: str | None = None
+    artifacts: str | None = None
+    uri: str | None = None
+    token: str | None = Field(default=None, repr=False)
+    region: str = "default"
+    s3_endpoint_url: str | None = None
+    metric_flush_points: int = Field(default=10_000, ge=1)
+    metric_flush_interval: float = Field(default=2.0, gt=0)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Order the sources: arguments, then environment, then ``steward.toml``."""
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls, _toml_path()))
+
+    @field_validator("uri")
+    @classmethod
+    def _check_uri(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        assert value is not None
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("STEWARD_URI must start with http:// or https://")
+        return value.rstrip("/")
+
+    @property
+    def db_url(self) -> str:
+        """The metadata store's SQLAlchemy URL, defaulting to ``<home>/steward.db``."""
+        return self.db or f"sqlite:///{self.home / 'steward.db'}"
+
+    @property
+    def artifacts_url(self) -> str:
+        """The blob store's root URL, defaulting to ``file://<home>/artifacts``."""
+        return self.artifacts or (self.home / "artifacts").resolve().as_uri()
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build ``Settings`` from arguments, environment and ``steward.toml``.
+
+    Raises:
+        InvalidInput: If a value is malformed; the message names the setting.
+    """
+    from pydantic import ValidationError
+
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first["loc"])
+        raise InvalidInput(f"invalid setting {field}: {first['msg']}", {"field": field}) from None

@@ -1,0 +1,1 @@
+"""Pure domain types and helpers: ids, names, times. No I/O lives here."""

@@ -1,0 +1,25 @@
+"""Times are UTC and timezone-aware; in storage they are integer Unix milliseconds."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+
+
+def now_ms() -> int:
+    """Return the current time as integer Unix milliseconds."""
+    return time.time_ns() // 1_000_000
+
+
+def from_ms(ms: int | None) -> datetime | None:
+    """Convert Unix milliseconds to an aware UTC ``datetime`` (``None`` stays ``None``)."""
+    if ms is None:
+        return None
+    return datetime.fromtimestamp(ms / 1000, tz=UTC)
+
+
+def to_ms(moment: datetime) -> int:
+    """Convert an aware ``datetime`` to Unix milliseconds; a naive one is taken as UTC."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return int(moment.timestamp() * 1000)

@@ -1,0 +1,1 @@
+"""Persistence: the metadata database (SQLAlchemy + Alembic) and the content-addressed blob store."""

@@ -1,0 +1,185 @@
+"""The metadata database: engine set-up for SQLite and PostgreSQL, and migrations on first use."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from filelock import FileLock
+from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
+from sqlalchemy.pool import ConnectionPoolEntry
+
+from steward.errors import InvalidInput, ServiceUnavailable
+
+log = logging.getLogger(__name__)
+
+_MIGRATIONS = Path(__file__).parent / "migrations"
+_PG_MIGRATION_LOCK = 0x57E7A12D  # any constant: the advisory lock key that serialises migrations
+
+
+def _alembic_config() -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(_MIGRATIONS))
+    return config
+
+
+def head_revision() -> str:
+    """Return the newest revision of Steward's migration history."""
+    head = ScriptDirectory.from_config(_alembic_config()).get_current_head()
+    assert head is not None
+    return head
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
+    # pysqlite's own transaction handling is turned off so that SQLAlchemy's BEGIN is the only one.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def _sqlite_begin(conn: Connection) -> None:
+    # BEGIN IMMEDIATE takes the write lock up front, so two writers queue on busy_timeout instead of
+    # one failing with "database is locked" when it upgrades a read transaction.
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+class MetadataStore:
+    """A connection to the metadata database, migrated to the newest revision on first use.
+
+    Args:
+        url: A SQLAlchemy URL: ``sqlite:///path.db`` or ``postgresql+psycopg://…``
+            (``postgresql://`` is taken to mean psycopg 3).
+        migrate: Apply pending migrations now (the default).
+
+    Raises:
+        InvalidInput: If the URL is malformed or names an unsupported database.
+        ServiceUnavailable: If the database cannot be reached.
+    """
+
+    def __init__(self, url: str, *, migrate: bool = True) -> None:
+        self.url = url
+        self.engine = _create_engine(url)
+        self._migrated = False
+        self._lock = threading.Lock()
+        if migrate:
+            self.ensure_migrated()
+
+    @property
+    def dialect(self) -> str:
+        """The database kind: ``"sqlite"`` or ``"postgresql"``."""
+        return self.engine.dialect.name
+
+    def current_revision(self) -> str | None:
+        """Return the revision the database is at (``None`` for an empty database)."""
+        with self.engine.connect() as conn:
+            return MigrationContext.configure(conn).get_current_revision()
+
+    def ensure_migrated(self) -> None:
+        """Bring the schema up to the newest revision, once per process, safely across processes."""
+        if self._migrated:
+            return
+        with self._lock:
+            if self._migrated:
+                return
+            if self.current_revision() != head_revision():
+                self.upgrade()
+            self._migrated = True
+
+    def upgrade(self, revision: str = "head") -> None:
+        """Apply migrations up to ``revision``, holding a lock so concurrent processes apply them once."""
+        config = _alembic_config()
+        try:
+            if self.dialect == "sqlite":
+                database = self.engine.url.database
+                lock_path = f"{database}.migrate.lock" if database and database != ":memory:" else None
+                with FileLock(lock_path) if lock_path else _nullcontext():
+                    with self.engine.begin() as conn:
+                        config.attributes["connection"] = conn
+                        command.upgrade(config, revision)
+            else:
+                with self.engine.begin() as conn:
+                    conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_MIGRATION_LOCK})
+                    config.attributes["connection"] = conn
+                    command.upgrade(config, revision)
+        except OperationalError as exc:
+            raise ServiceUnavailable(
+                f"cannot migrate the metadata database at {self.safe_url}: {exc.orig}"
+            ) from exc
+        log.info("metadata database %s at revision %s", self.safe_url, revision)
+
+    @property
+    def safe_url(self) -> str:
+        """The URL with any password masked, fit for messages and logs."""
+        return make_url(self.url).render_as_string(hide_password=True)
+
+    @contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        """Yield a connection inside one transaction, committed on success and rolled back on error.
+
+        Raises:
+            ServiceUnavailable: If the database cannot be reached.
+        """
+        try:
+            with self.engine.begin() as conn:
+                yield conn
+        except OperationalError as exc:
+            raise ServiceUnavailable(f"metadata database {self.safe_url} failed: {exc.orig}") from exc
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        """Yield a connection for reading."""
+        try:
+            with self.engine.connect() as conn:
+                yield conn
+        except OperationalError as exc:
+            raise ServiceUnavailable(f"metadata database {self.safe_url} failed: {exc.orig}") from exc
+
+    def dispose(self) -> None:
+        """Close every pooled connection."""
+        self.engine.dispose()
+
+
+@contextmanager
+def _nullcontext() -> Iterator[None]:
+    yield
+
+
+def _create_engine(url: str) -> Engine:
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise InvalidInput(f"invalid database URL: {exc}", {"field": "db"}) from None
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(parsed, connect_args={"check_same_thread": False, "timeout": 30})
+        event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "begin", _sqlite_begin)
+        return engine
+    if backend == "postgresql":
+        try:
+            return create_engine(parsed, pool_pre_ping=True, pool_size=5, max_overflow=10)
+        except (ModuleNotFoundError, NoSuchModuleError) as exc:
+            raise InvalidInput(
+                "PostgreSQL needs psycopg 3: pip install 'steward-ml[postgres]'", {"field": "db"}
+            ) from exc
+    raise InvalidInput(
+        f"unsupported metadata database {backend!r}: use sqlite:/// or postgresql://", {"field": "db"}
+    )

@@ -1,0 +1,1 @@
+"""The single Alembic history of the metadata database."""

@@ -1,0 +1,364 @@
+"""``TrackingService``: the embedded implementation of tracking, straight on the metadata and blob stores."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError as SQLIntegrityError
+
+from steward.core.ids import new_id
+from steward.core.names import validate_key, validate_name
+from steward.core.time import from_ms, now_ms
+from steward.errors import AlreadyExists, Conflict, InvalidInput, NotFound
+from steward.store.platform import Platform
+from steward.tracking import repository as repo
+from steward.tracking.models import Artifact, Experiment, MetricSeries, Run, RunStatus, SystemInfo
+from steward.tracking.search import parse_filter, parse_order_by
+from steward.tracking.validation import check_artifact_path, check_metric_arrays, param_text, tag_text
+
+MAX_SEARCH_RESULTS = 50_000
+
+
+class TrackingService:
+    """Experiments, runs, params, metrics, tags and artifacts, stored directly (embedded mode).
+
+    Args:
+        platform: The settings, metadata store and blob store to use.
+    """
+
+    def __init__(self, platform: Platform) -> None:
+        self.platform = platform
+        self._db = platform.metadata
+        self._environments: set[str] = set()
+        self._env_lock = threading.Lock()
+
+    # -- experiments -------------------------------------------------------------------------------
+
+    def create_experiment(self, name: str, description: str = "") -> Experiment:
+        """Create an experiment.
+
+        Raises:
+            InvalidInput: If ``name`` is not a valid name.
+            AlreadyExists: If an experiment has that name.
+        """
+        validate_name(name, "experiment")
+        values = {"id": new_id(), "name": name, "description": description, "created_at": now_ms()}
+        try:
+            with self._db.transaction() as conn:
+                repo.insert_experiment(conn, values)
+        except SQLIntegrityError:
+            raise AlreadyExists(f"experiment {name!r} already exists", {"field": "experiment"}) from None
+        return self.get_experiment(name)
+
+    def get_experiment(self, name_or_id: str) -> Experiment:
+        """Return an experiment by name or id.
+
+        Raises:
+            NotFound: If there is none.
+        """
+        with self._db.read() as conn:
+            found = repo.find_experiment(conn, name_or_id)
+        if found is None:
+            raise NotFound(f"experiment {name_or_id!r} not found", {"field": "experiment"})
+        return found
+
+    def get_or_create_experiment(self, name: str) -> Experiment:
+        """Return the experiment called ``name``, creating it first if needed (safe under races)."""
+        try:
+            return self.get_experiment(name)
+        except NotFound:
+            try:
+                return self.create_experiment(name)
+            except AlreadyExists:
+                return self.get_experiment(name)
+
+    def list_experiments(self, include_deleted: bool = False) -> list[Experiment]:
+        """Return experiments, oldest first."""
+        with self._db.read() as conn:
+            return repo.list_experiments(conn, include_deleted)
+
+    # -- runs --------------------------------------------------------------------------------------
+
+    def _store_environment(self, system: SystemInfo) -> str | None:
+        if not system.packages:
+            return None
+        document = json.dumps(
+            {"python": system.python_version, "packages": dict(system.packages)}, sort_keys=True
+        ).encode()
+        digest = hashlib.sha256(document).hexdigest()
+        with self._env_lock:
+            if digest in self._environments:
+                return digest
+        ref = self.platform.blobs.put_bytes(document)
+        with self._env_lock:
+            self._environments.add(ref.digest)
+        return ref.digest
+
+    def create_run(
+        self,
+        experiment: str,
+        name: str | None = None,
+        parent_run_id: str | None = None,
+        tags: Mapping[str, str] | None = None,
+        system: SystemInfo | None = None,
+    ) -> Run:
+        """Start a RUNNING run in ``experiment``, creating the experiment if it does not exist.
+
+        Args:
+            experiment: The experiment's name (or id).
+            name: The run's name; a generated one if omitted.
+            parent_run_id: Nest this run under another run.
+            tags: Initial tags.
+            system: Where the run runs (user, host, git, packages); recorded as given.
+
+        Raises:
+            InvalidInput: For a bad experiment name or tag.
+            NotFound: If ``parent_run_id`` names no run.
+        """
+        exp = self.get_or_create_experiment(experiment)
+        run_id = new_id()
+        run_name = name if name else f"run-{run_id[-8:]}"
+        if len(run_name) > 256:
+            raise InvalidInput("run name is longer than 256 characters", {"field": "run_name"})
+        tag_values = {k: tag_text(k, v) for k, v in (tags or {}).items()}
+        system = system or SystemInfo()
+        env_digest = self._store_environment(system)
+        values = {
+            "id": run_id,
+            "experiment_id": exp.id,
+            "name": run_name,
+            "status": RunStatus.RUNNING.value,
+            "start_time": now_ms(),
+            "parent_run_id": parent_run_id,
+            "user_name": system.user or self.platform.actor,
+            "host": system.host,
+            "entry_point": system.entry_point,
+            "git_commit": system.git_commit,
+            "git_dirty": None if system.git_dirty is None else int(system.git_dirty),
+            "python_version": system.python_version,
+            "environment_digest": env_digest,
+        }
+        with self._db.transaction() as conn:
+            if parent_run_id is not None:
+                repo.run_row(conn, parent_run_id)
+            repo.insert_run(conn, values)
+            repo.upsert_tags(conn, run_id, tag_values)
+        return self.get_run(run_id)
+
+    def get_run(self, run_id: str) -> Run:
+        """Return a run with its params, tags and latest metrics.
+
+        Raises:
+            NotFound: If there is no such run.
+        """
+        with self._db.read() as conn:
+            return repo.load_runs(conn, [repo.run_row(conn, run_id)])[0]
+
+    def end_run(self, run_id: str, status: RunStatus, error: str | None = None) -> Run:
+        """End a RUNNING run with a terminal status.
+
+        Raises:
+            InvalidInput: If ``status`` is RUNNING.
+            Conflict: If the run has already ended.
+        """
+        status = RunStatus(status)
+        if not status.is_terminal:
+            raise InvalidInput("a run ends as FINISHED, FAILED or KILLED", {"field": "status"})
+        with self._db.transaction() as conn:
+            repo.writable_run(conn, run_id, "its end")
+            repo.update_run(
+                conn, run_id, {"status": status.value, "end_time": now_ms(), "error": (error or None)}
+            )
+        return self.get_run(run_id)
+
+    def log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
+        """Record parameters.
+
+        Raises:
+            InvalidInput: For a bad key or value.
+            Conflict: If a key was logged with a different value, or the run has ended.
+        """
+        values = {key: param_text(key, value) for key, value in params.items()}
+        with self._db.transaction() as conn:
+            repo.writable_run(conn, run_id, "params")
+            repo.insert_params(conn, run_id, values)
+
+    def set_tags(self, run_id: str, tags: Mapping[str, Any]) -> None:
+        """Set tags (allowed on ended runs too, to annotate them afterwards).
+
+        Raises:
+            NotFound: If there is no such run.
+        """
+        values = {key: tag_text(key, value) for key, value in tags.items()}
+        with self._db.transaction() as conn:
+            repo.run_row(conn, run_id)
+            repo.upsert_tags(conn, run_id, values)
+
+    def log_metrics(self, run_id: str, series: Sequence[MetricSeries]) -> int:
+        """Append metric points, all in one transaction.
+
+        Raises:
+            InvalidInput: For a bad key, a non-finite value or a non-integer step.
+            Conflict: If the run has ended.
+        """
+        checked = []
+        for item in series:
+            steps, values, stamps = check_metric_arrays(item.key, item.values, item.steps, item.timestamps)
+            checked.append(MetricSeries(item.key, steps, values, stamps))
+        with self._db.transaction() as conn:
+            repo.writable_run(conn, run_id, "metrics")
+            return repo.insert_metric_series(conn, run_id, checked)
+
+    def get_metric_history(self, run_id: str, key: str) -> MetricSeries:
+        """Return every point of a metric, ordered by step then time.
+
+        Raises:
+            NotFound: If the run does not exist or never logged ``key``.
+        """
+        validate_key(key, "metrics")
+        with self._db.read() as conn:
+            repo.run_row(conn, run_id)
+            history = repo.metric_history(conn, run_id, key)
+        if history is None:
+            raise NotFound(f"run {run_id} has no metric {key!r}", {"field": f"metrics.{key}"})
+        return history
+
+    # -- artifacts ---------------------------------------------------------------------------------
+
+    def _record_artifact(self, run_id: str, artifact_path: str, digest: str, size: int) -> Artifact:
+        values: dict[str, Any] = {
+            "run_id": run_id, "path": artifact_path, "digest": digest, "size": size, "created_at": now_ms()
+        }
+        with self._db.transaction() as conn:
+            repo.writable_run(conn, run_id, "artifacts")
+            repo.upsert_artifact(conn, values)
+        created = from_ms(values["created_at"])
+        assert created is not None
+        return Artifact(artifact_path, digest, size, created)
+
+    def log_artifact(self, run_id: str, local_path: Path, artifact_path: str) -> Artifact:
+        """Store a local file as an artifact of the run.
+
+        Raises:
+            InvalidInput: If the file does not exist or the path is bad.
+            Conflict: If the run has ended.
+        """
+        artifact_path = check_artifact_path(artifact_path)
+        local_path = Path(local_path)
+        if not local_path.is_file():
+            raise InvalidInput(f"no such file: {local_path}", {"field": "local_path"})
+        with self._db.read() as conn:
+            repo.writable_run(conn, run_id, "artifacts")
+        ref = self.platform.blobs.put_file(local_path)
+        return self._record_artifact(run_id, artifact_path, ref.digest, ref.size)
+
+    def log_artifact_bytes(self, run_id: str, data: bytes, artifact_path: str) -> Artifact:
+        """Store bytes as an artifact of the run."""
+        artifact_path = check_artifact_path(artifact_path)
+        with self._db.read() as conn:
+            repo.writable_run(conn, run_id, "artifacts")
+        ref = self.platform.blobs.put_bytes(data)
+        return self._record_artifact(run_id, artifact_path, ref.digest, ref.size)
+
+    def log_artifact_stream(self, run_id: str, stream: Any, artifact_path: str) -> Artifact:
+        """Store a binary stream (hashed while read) as an artifact of the run."""
+        artifact_path = check_artifact_path(artifact_path)
+        with self._db.read() as conn:
+            repo.writable_run(conn, run_id, "artifacts")
+        ref = self.platform.blobs.put_stream(stream)
+        return self._record_artifact(run_id, artifact_path, ref.digest, ref.size)
+
+    def list_artifacts(self, run_id: str) -> list[Artifact]:
+        """Return the run's artifacts sorted by path."""
+        with self._db.read() as conn:
+            repo.run_row(conn, run_id)
+            return repo.list_artifacts(conn, run_id)
+
+    def get_artifact(self, run_id: str, artifact_path: str) -> Artifact:
+        """Return the record of one artifact.
+
+        Raises:
+            NotFound: If the run has no artifact at that path.
+        """
+        artifact_path = check_artifact_path(artifact_path)
+        for artifact in self.list_artifacts(run_id):
+            if artifact.path == artifact_path:
+                return artifact
+        raise NotFound(f"run {run_id} has no artifact {artifact_path!r}", {"field": "artifact_path"})
+
+    def download_artifact(self, run_id: str, artifact_path: str, dest: Path) -> Path:
+        """Write an artifact's verified bytes to ``dest``.
+
+        Raises:
+            NotFound: If there is no such artifact.
+            IntegrityError: If the stored bytes no longer match their digest.
+        """
+        artifact = self.get_artifact(run_id, artifact_path)
+        dest = Path(dest)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        self.platform.blobs.download(artifact.digest, dest)
+        return dest
+
+    # -- search and lifecycle ----------------------------------------------------------------------
+
+    def search_runs(
+        self,
+        experiments: Sequence[str],
+        filter: str = "",
+        order_by: Sequence[str] = (),
+        max_results: int = 1000,
+        include_deleted: bool = False,
+    ) -> list[Run]:
+        """Return runs of the named experiments that match ``filter``, sorted by ``order_by``.
+
+        Raises:
+            NotFound: If an experiment does not exist.
+            InvalidInput: For a malformed filter or order, or ``max_results`` out of 1..50,000.
+        """
+        if isinstance(experiments, str):
+            experiments = [experiments]
+        if isinstance(max_results, bool) or not isinstance(max_results, int) or not (
+            0 < max_results <= MAX_SEARCH_RESULTS
+        ):
+            raise InvalidInput(f"max_results must be 1..{MAX_SEARCH_RESULTS}", {"field": "max_results"})
+        where = parse_filter(filter)
+        order = parse_order_by(list(order_by))
+        with self._db.read() as conn:
+            ids = []
+            for name in experiments:
+                found = repo.find_experiment(conn, name)
+                if found is None:
+                    raise NotFound(f"experiment {name!r} not found", {"field": "experiment"})
+                ids.append(found.id)
+            return repo.search_runs(conn, ids, where, order, max_results, include_deleted)
+
+    def delete_run(self, run_id: str) -> None:
+        """Soft-delete a run: it leaves search results but keeps its data until restored.
+
+        Raises:
+            NotFound: If there is no such run.
+            Conflict: If it is already deleted.
+        """
+        with self._db.transaction() as conn:
+            row = repo.run_row(conn, run_id)
+            if row.deleted_at is not None:
+                raise Conflict(f"run {run_id} is already deleted", {"field": "run_id"})
+            repo.update_run(conn, run_id, {"deleted_at": now_ms()})
+
+    def restore_run(self, run_id: str) -> None:
+        """Undo ``delete_run``.
+
+        Raises:
+            NotFound: If there is no such run.
+            Conflict: If it is not deleted.
+        """
+        with self._db.transaction() as conn:
+            row = repo.run_row(conn, run_id)
+            if row.deleted_at is None:
+                raise Conflict(f"run {run_id} is not deleted", {"field": "run_id"})
+            repo.update_run(conn, run_id, {"deleted_at": None})
