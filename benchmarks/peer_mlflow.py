@@ -81,18 +81,28 @@ def _experiment_id(name: str, workdir: Path, embedded: bool) -> str:
     return str(mlflow.create_experiment(name))
 
 
+def _verify(run_id: str, n: int) -> None:
+    """Fail the case unless all ``n`` points of ``loss`` were stored (checked after timing)."""
+    from mlflow.tracking import MlflowClient
+
+    stored = len(MlflowClient().get_metric_history(run_id, "loss"))
+    if stored != n:
+        raise RuntimeError(f"run {run_id} has {stored} points of 'loss', expected {n}")
+
+
 def case_single(n: int, workdir: Path, embedded: bool) -> dict[str, Any]:
     """Log ``n`` points one ``mlflow.log_metric`` call at a time into one run."""
     import mlflow
 
     exp_id = _experiment_id("bench-single", workdir, embedded)
     values = [1.0 / (i + 1) for i in range(n)]
-    mlflow.start_run(experiment_id=exp_id, run_name="single")
+    run_id = mlflow.start_run(experiment_id=exp_id, run_name="single").info.run_id
     t0 = time.perf_counter()
     for i, v in enumerate(values):
         mlflow.log_metric("loss", v, step=i)
     mlflow.end_run()
     seconds = time.perf_counter() - t0
+    _verify(run_id, n)
     return {"points": n, "seconds": seconds, "rate": n / seconds, "unit": "points/s"}
 
 
@@ -113,6 +123,7 @@ def case_batch(n: int, workdir: Path, embedded: bool) -> dict[str, Any]:
         client.log_batch(run_id, metrics=metrics)
     client.set_terminated(run_id, RunStatus.to_string(RunStatus.FINISHED))
     seconds = time.perf_counter() - t0
+    _verify(run_id, n)
     return {"points": n, "seconds": seconds, "rate": n / seconds, "unit": "points/s"}
 
 
@@ -162,7 +173,9 @@ def case_search_runs(repeats: int, max_results: int | None) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     """Parse arguments, run one case and print its JSON line."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--case", required=True, choices=sorted(DEFAULT_N))
     parser.add_argument("--workdir", required=True, type=Path)
     parser.add_argument("--tracking-uri", help="default: sqlite:///<workdir>/mlflow.db")

@@ -1,0 +1,71 @@
+"""``create_app``: the one factory of the FastAPI app, wiring routers to services built on a Platform."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from importlib.metadata import version
+
+from fastapi import FastAPI
+from starlette.responses import Response
+
+from steward.api.deps import API_PREFIX
+from steward.api.errors import install_error_handling
+from steward.api.responses import OrjsonResponse
+from steward.api.tracking import router as tracking_router
+from steward.config import Settings, load_settings
+from steward.store.platform import Platform
+from steward.tracking.service import TrackingService
+
+# Read from the installed distribution: importing ``steward`` itself would pull in the SDK and, through
+# ``steward._connect``, ``steward.client`` (a sibling layer the import contract keeps independent).
+VERSION = version("steward-ml")
+
+
+async def health() -> Response:
+    """Answer ``{"status": "ok", "version": ...}`` while the server runs."""
+    return OrjsonResponse({"status": "ok", "version": VERSION})
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the Steward API app on the stores named by ``settings``.
+
+    The metadata store is opened (and migrated) here; ``app.state`` holds ``settings``, ``platform`` and
+    ``tracking``. The platform's connections are released when the app shuts down. OpenAPI docs are at
+    ``/docs`` and the schema at ``/openapi.json``.
+
+    Args:
+        settings: Where the metadata and artifacts live; from the environment and ``steward.toml`` if
+            omitted (this is how ``uvicorn --factory`` worker processes get theirs).
+
+    Returns:
+        The app, ready for any ASGI server.
+
+    Raises:
+        InvalidInput: For malformed settings.
+        ServiceUnavailable: If the metadata store cannot be reached.
+    """
+    settings = settings or load_settings()
+    platform = Platform.from_settings(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        platform.close()
+
+    app = FastAPI(
+        title="Steward",
+        version=VERSION,
+        summary="A governed MLOps platform: tracking, registry, serving and monitoring.",
+        docs_url="/docs",
+        openapi_url="/openapi.json",
+        default_response_class=OrjsonResponse,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.platform = platform
+    app.state.tracking = TrackingService(platform)
+    install_error_handling(app)
+    app.add_api_route(f"{API_PREFIX}/health", health, methods=["GET"], tags=["health"], summary="Liveness")
+    app.include_router(tracking_router)
+    return app

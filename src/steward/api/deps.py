@@ -1,0 +1,22 @@
+"""FastAPI dependencies: the services stored on ``app.state`` by ``create_app``."""
+
+from __future__ import annotations
+
+from typing import Annotated, cast
+
+from fastapi import Depends, Request
+
+from steward.tracking.service import TrackingService
+
+API_PREFIX = "/api/v1"
+"""Where every versioned route lives."""
+
+
+# ``async`` on purpose: a plain ``def`` dependency would cost a threadpool hop on every request.
+async def get_tracking(request: Request) -> TrackingService:
+    """Return the app's ``TrackingService``."""
+    return cast(TrackingService, request.app.state.tracking)
+
+
+Tracking = Annotated[TrackingService, Depends(get_tracking)]
+"""A route parameter annotated ``Tracking`` receives the app's ``TrackingService``."""

@@ -1,0 +1,1 @@
+"""automation: a later issue fills this layer (see ARCHITECTURE.md)."""

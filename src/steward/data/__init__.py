@@ -1,0 +1,1 @@
+"""data: a later issue fills this layer (see ARCHITECTURE.md)."""

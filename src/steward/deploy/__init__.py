@@ -1,0 +1,1 @@
+"""deploy: a later issue fills this layer (see ARCHITECTURE.md)."""

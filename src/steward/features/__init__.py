@@ -1,0 +1,1 @@
+"""features: a later issue fills this layer (see ARCHITECTURE.md)."""

@@ -1,0 +1,1 @@
+"""Governance (identity, tenancy, RBAC, audit, policy): a later issue fills this layer (see ARCHITECTURE.md)."""

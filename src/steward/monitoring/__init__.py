@@ -1,0 +1,1 @@
+"""monitoring: a later issue fills this layer (see ARCHITECTURE.md)."""

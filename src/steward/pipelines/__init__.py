@@ -1,0 +1,1 @@
+"""pipelines: a later issue fills this layer (see ARCHITECTURE.md)."""

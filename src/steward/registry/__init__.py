@@ -1,0 +1,1 @@
+"""registry: a later issue fills this layer (see ARCHITECTURE.md)."""

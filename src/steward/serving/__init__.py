@@ -1,0 +1,1 @@
+"""serving: a later issue fills this layer (see ARCHITECTURE.md)."""

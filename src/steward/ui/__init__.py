@@ -1,0 +1,1 @@
+"""ui: a later issue fills this layer (see ARCHITECTURE.md)."""

@@ -1,0 +1,1 @@
+"""Tests of ``steward.api``: the REST API over real HTTP."""

@@ -1,0 +1,136 @@
+"""``steward quickstart``: the end-to-end demo, run once for the module in its own home."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+import steward
+from steward.cli import quickstart
+from steward.cli.app import app
+from tests.conftest import _reset_sdk
+
+runner = CliRunner()
+
+TRUSTED_TYPES: list[str] = []
+"""Types the model file may hold beyond skops' defaults; reviewed, so loading them runs no foreign code."""
+
+
+@dataclass(frozen=True)
+class Demo:
+    """What the quickstart printed and where it recorded."""
+
+    home: Path
+    stdout: str
+    run_id: str
+    connection: steward.Connection
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
+    """Run ``steward quickstart`` once, into a fresh ``STEWARD_HOME``, and open that home."""
+    home = tmp_path_factory.mktemp("quickstart") / "home"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("STEWARD_HOME", str(home))
+        for name in ("STEWARD_URI", "STEWARD_DB", "STEWARD_ARTIFACTS"):
+            patch.delenv(name, raising=False)
+        patch.chdir(home.parent)
+        _reset_sdk()
+        result = runner.invoke(app, ["quickstart"])
+        assert result.exit_code == 0, result.output
+        found = re.search(r"^Run id: (\S+)$", result.stdout, re.MULTILINE)
+        assert found, result.stdout
+        connection = steward.connect()
+        try:
+            yield Demo(home, result.stdout, found.group(1), connection)
+        finally:
+            connection.close()
+            _reset_sdk()
+
+
+def test_the_reported_run_finished_with_final_metrics(demo: Demo) -> None:
+    run = demo.connection.tracking.get_run(demo.run_id)
+
+    assert run.status is steward.RunStatus.FINISHED
+    assert demo.connection.tracking.get_experiment(run.experiment_id).name == "quickstart"
+    assert run.params["model"] == "SGDClassifier"
+    assert run.params["epochs"] == "20"
+    for key in ("accuracy", "roc_auc", "f1"):
+        assert 0.85 < run.metrics[key] <= 1.0
+    assert run.tags["dataset"] == "sklearn.datasets.load_breast_cancer"
+
+
+def test_metrics_have_a_point_per_epoch_and_per_fold(demo: Demo) -> None:
+    loss = demo.connection.tracking.get_metric_history(demo.run_id, "train_loss")
+    val = demo.connection.tracking.get_metric_history(demo.run_id, "val_accuracy")
+    folds = demo.connection.tracking.get_metric_history(demo.run_id, "cv_fold_accuracy")
+
+    assert loss.steps.tolist() == list(range(1, 21))
+    assert val.steps.tolist() == list(range(1, 21))
+    assert loss.values[-1] < loss.values[0]
+    assert folds.steps.tolist() == [1, 2, 3, 4, 5]
+    assert np.all(folds.values > 0.8)
+
+
+def test_the_model_loads_with_skops_and_predicts(demo: Demo, tmp_path: Path) -> None:
+    import skops.io as sio
+    from sklearn.datasets import load_breast_cancer
+
+    path = demo.connection.tracking.download_artifact(demo.run_id, "model.skops", tmp_path / "model.skops")
+    untrusted = sio.get_untrusted_types(file=path)
+    assert set(untrusted) <= set(TRUSTED_TYPES), f"review these types before trusting them: {untrusted}"
+    model = sio.load(path, trusted=untrusted)
+
+    data = load_breast_cancer()
+    assert (model.predict(data.data) == data.target).mean() > 0.9
+
+
+def test_the_plots_are_png_images(demo: Demo, tmp_path: Path) -> None:
+    for name in ("plots/roc_curve.png", "plots/learning_curve.png"):
+        path = demo.connection.tracking.download_artifact(demo.run_id, name, tmp_path / Path(name).name)
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_every_artifact_is_recorded_with_its_size(demo: Demo) -> None:
+    artifacts = {a.path: a.size for a in demo.connection.tracking.list_artifacts(demo.run_id)}
+
+    assert set(artifacts) == {
+        "model.skops",
+        "plots/roc_curve.png",
+        "plots/learning_curve.png",
+        "features.json",
+        "predictions.parquet",
+    }
+    assert all(size > 0 for size in artifacts.values())
+
+
+def test_the_output_shows_what_was_recorded_and_what_to_run_next(demo: Demo) -> None:
+    out = demo.stdout
+
+    assert str(demo.home) in out
+    for expected in ("roc_auc", "alpha", "model.skops", "KiB", "FINISHED"):
+        assert expected in out
+    assert f"steward runs show {demo.run_id}" in out
+    assert "steward runs list quickstart" in out
+    assert "steward server" in out
+    assert "http://127.0.0.1:8080/docs" in out
+
+
+def test_home_option_records_into_that_home(
+    steward_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(quickstart, "STAGES", [])
+    other = tmp_path / "elsewhere"
+
+    result = runner.invoke(app, ["quickstart", "--home", str(other)])
+
+    assert result.exit_code == 0, result.output
+    assert str(other) in result.stdout
+    assert steward.default_connection().settings.home == other
+    assert (other / "steward.db").exists()

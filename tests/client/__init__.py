@@ -1,0 +1,1 @@
+"""Tests of ``steward.client``: the HTTP client and remote services."""
