@@ -11,7 +11,7 @@ REQUIRE_SERVICES = os.environ.get("STEWARD_REQUIRE_SERVICES") == "1"
 
 
 def service_unavailable(name: str, reason: str) -> None:
-    """Skip the current test because ``name`` is unavailable, or fail it under ``STEWARD_REQUIRE_SERVICES=1``."""
+    """Skip the test because ``name`` is unavailable; fail it under ``STEWARD_REQUIRE_SERVICES=1``."""
     message = f"{name} unavailable: {reason}"
     if REQUIRE_SERVICES:
         pytest.fail(message + " (STEWARD_REQUIRE_SERVICES=1 makes this a failure)", pytrace=False)

@@ -22,7 +22,9 @@ def test_defaults_live_in_the_home(tmp_path: Path, monkeypatch: pytest.MonkeyPat
 
 def test_argument_beats_environment_beats_toml(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "steward.toml").write_text('region = "uae"\nartifacts = "s3://from-toml/x"\ndb = "sqlite:///toml.db"\n')
+    (tmp_path / "steward.toml").write_text(
+        'region = "uae"\nartifacts = "s3://from-toml/x"\ndb = "sqlite:///toml.db"\n'
+    )
     monkeypatch.delenv("STEWARD_ARTIFACTS", raising=False)
     monkeypatch.setenv("STEWARD_DB", "sqlite:///env.db")
     settings = load_settings()

@@ -24,7 +24,12 @@ class FlakyWriter:
         return sum(len(s) for s in series)
 
     def points(self) -> list[tuple[str, int, float]]:
-        return [(s.key, int(st), float(v)) for b in self.batches for s in b for st, v in zip(s.steps, s.values)]
+        return [
+            (s.key, int(st), float(v))
+            for b in self.batches
+            for s in b
+            for st, v in zip(s.steps, s.values, strict=True)
+        ]
 
 
 def test_points_are_written_in_batches_of_the_configured_size() -> None:

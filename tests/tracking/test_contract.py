@@ -50,8 +50,13 @@ def test_unknown_experiment_and_run_are_not_found(tracking: TrackingBackend) -> 
 
 def test_run_records_status_times_and_system_info(tracking: TrackingBackend) -> None:
     system = SystemInfo(
-        user="ana", host="box", entry_point="/srv/train.py", git_commit="a" * 40, git_dirty=True,
-        python_version="3.11.7", packages={"numpy": "2.0"},
+        user="ana",
+        host="box",
+        entry_point="/srv/train.py",
+        git_commit="a" * 40,
+        git_dirty=True,
+        python_version="3.11.7",
+        packages={"numpy": "2.0"},
     )
     run = tracking.create_run("churn", name="baseline", system=system, tags={"team": "risk"})
     assert run.status is RunStatus.RUNNING and run.end_time is None

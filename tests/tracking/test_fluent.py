@@ -8,7 +8,6 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import matplotlib
@@ -22,12 +21,12 @@ matplotlib.use("Agg")
 
 
 @pytest.fixture(params=["embedded", "remote"])
-def sdk(request: pytest.FixtureRequest, steward_home: Path) -> Iterator[str]:
+def sdk(request: pytest.FixtureRequest, steward_home: Path) -> str:
     """The SDK configured embedded (SQLite in a temp home) or against a live server."""
     if request.param == "remote":
         url = request.getfixturevalue("steward_server")
         steward.configure(uri=url)
-    yield request.param
+    return str(request.param)
 
 
 def test_the_quick_start_example_records_everything(sdk: str, tmp_path: Path) -> None:
@@ -50,7 +49,10 @@ def test_the_quick_start_example_records_everything(sdk: str, tmp_path: Path) ->
     plt.close(fig)
 
     found = steward.search_runs(
-        "churn", filter="metrics.auc > 0.9 and params.model = 'lr'", order_by=["metrics.auc DESC"], max_results=100
+        "churn",
+        filter="metrics.auc > 0.9 and params.model = 'lr'",
+        order_by=["metrics.auc DESC"],
+        max_results=100,
     )
     assert isinstance(found, pd.DataFrame)
     assert found["run_id"].tolist() == [run_id]
@@ -69,18 +71,28 @@ def test_the_quick_start_example_records_everything(sdk: str, tmp_path: Path) ->
     assert paths == {"confusion.png", "config.json", "predictions.parquet", "plots/curve.png"}
     table = pd.read_parquet(steward.download_artifact(run_id, "predictions.parquet", tmp_path / "p.parquet"))
     assert table["p"].tolist() == [0.2, 0.9]
-    assert steward.download_artifact(run_id, "confusion.png", tmp_path / "c.png").read_bytes() == png.read_bytes()
+    assert (
+        steward.download_artifact(run_id, "confusion.png", tmp_path / "c.png").read_bytes()
+        == png.read_bytes()
+    )
 
 
 def test_an_exception_fails_the_run_with_its_message_and_keeps_the_metrics(sdk: str) -> None:
-    with pytest.raises(ZeroDivisionError), steward.start_run(experiment="churn") as run:
-        for step in range(5):
-            steward.log_metric("loss", 1.0 / (step + 1), step=step)
-        _ = 1 / 0
-    got = steward.get_run(run.id)
+    def train() -> str:
+        with steward.start_run(experiment="churn") as run:
+            for step in range(5):
+                steward.log_metric("loss", 1.0 / (step + 1), step=step)
+            _ = 1 / 0
+        return run.id
+
+    with pytest.raises(ZeroDivisionError):
+        train()
+    run = steward.search_runs("churn").iloc[0]
+    run_id = str(run["run_id"])
+    got = steward.get_run(run_id)
     assert got.status is steward.RunStatus.FAILED
     assert got.error == "ZeroDivisionError: division by zero"
-    assert steward.get_metric_history(run.id, "loss")["step"].tolist() == [0, 1, 2, 3, 4]
+    assert steward.get_metric_history(run_id, "loss")["step"].tolist() == [0, 1, 2, 3, 4]
 
 
 def test_ctrl_c_marks_the_run_killed(sdk: str) -> None:
@@ -101,8 +113,8 @@ def test_bad_metric_input_fails_at_the_call_naming_the_field(sdk: str) -> None:
         with pytest.raises(InvalidInput):
             steward.log_metric("bad key!", 0.1)
         steward.log_metric("loss", 0.2)
+        steward.log_params({"C": 1})
         with pytest.raises(Conflict):
-            steward.log_params({"C": 1})
             steward.log_params({"C": 2})
     assert steward.get_run(run.id).metrics == {"loss": 0.2}
 
@@ -156,8 +168,13 @@ def _script(tmp_path: Path, body: str) -> Path:
 def _run_script(path: Path, home: Path, **kwargs: object) -> subprocess.Popen[str]:
     env = {**os.environ, "STEWARD_HOME": str(home)}
     return subprocess.Popen(
-        [sys.executable, str(path)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        cwd=path.parent, **kwargs,  # type: ignore[call-overload]
+        [sys.executable, str(path)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=path.parent,
+        **kwargs,  # type: ignore[call-overload]
     )
 
 
@@ -177,7 +194,8 @@ def test_sigterm_kills_the_run_and_keeps_its_metrics(steward_home: Path, tmp_pat
     assert proc.stdout is not None
     run_id = proc.stdout.readline().strip()
     proc.send_signal(signal.SIGTERM)
-    assert proc.wait(timeout=30) == 128 + signal.SIGTERM
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 128 + signal.SIGTERM, err
     got = steward.get_run(run_id)
     assert got.status is steward.RunStatus.KILLED and "SIGTERM" in (got.error or "")
     assert len(steward.get_metric_history(run_id, "loss")) == 100
@@ -206,11 +224,15 @@ def test_git_commit_and_dirty_tree_are_recorded(steward_home: Path, tmp_path: Pa
     repo = tmp_path / "repo"
     repo.mkdir()
     git = ["git", "-c", "user.email=t@example.com", "-c", "user.name=t"]
-    script = _script(repo, "import steward\nwith steward.start_run(experiment='git') as run:\n    print(run.id)\n")
+    script = _script(
+        repo, "import steward\nwith steward.start_run(experiment='git') as run:\n    print(run.id)\n"
+    )
     subprocess.run([*git, "init", "-q"], cwd=repo, check=True)
     subprocess.run([*git, "add", "train.py"], cwd=repo, check=True)
     subprocess.run([*git, "commit", "-qm", "init"], cwd=repo, check=True)
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True).stdout.strip()
+    commit = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True
+    ).stdout.strip()
     out, _ = _run_script(script, steward_home).communicate(timeout=60)
     clean = steward.get_run(out.strip())
     assert (clean.git_commit, clean.git_dirty) == (commit, False)

@@ -1,1 +1,1 @@
-"""Governance (identity, tenancy, RBAC, audit, policy): a later issue fills this layer (see ARCHITECTURE.md)."""
+"""Governance: identity, tenancy, RBAC, audit, policy. A later issue fills this layer."""

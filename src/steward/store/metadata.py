@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -84,8 +84,12 @@ class MetadataStore:
         return self.engine.dialect.name
 
     def current_revision(self) -> str | None:
-        """Return the revision the database is at (``None`` for an empty database)."""
-        with self.engine.connect() as conn:
+        """Return the revision the database is at (``None`` for an empty database).
+
+        Raises:
+            ServiceUnavailable: If the database cannot be reached.
+        """
+        with self.read() as conn:
             return MigrationContext.configure(conn).get_current_revision()
 
     def ensure_migrated(self) -> None:
@@ -106,10 +110,9 @@ class MetadataStore:
             if self.dialect == "sqlite":
                 database = self.engine.url.database
                 lock_path = f"{database}.migrate.lock" if database and database != ":memory:" else None
-                with FileLock(lock_path) if lock_path else _nullcontext():
-                    with self.engine.begin() as conn:
-                        config.attributes["connection"] = conn
-                        command.upgrade(config, revision)
+                with FileLock(lock_path) if lock_path else nullcontext(), self.engine.begin() as conn:
+                    config.attributes["connection"] = conn
+                    command.upgrade(config, revision)
             else:
                 with self.engine.begin() as conn:
                     conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_MIGRATION_LOCK})
@@ -151,11 +154,6 @@ class MetadataStore:
     def dispose(self) -> None:
         """Close every pooled connection."""
         self.engine.dispose()
-
-
-@contextmanager
-def _nullcontext() -> Iterator[None]:
-    yield
 
 
 def _create_engine(url: str) -> Engine:

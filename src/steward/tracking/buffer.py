@@ -81,12 +81,12 @@ class MetricBuffer:
             step = self._next_step[key]
         elif type(step) is not int:
             step = check_step(key, step)
-        self._next_step[key] = step + 1  # type: ignore[operator]
+        self._next_step[key] = step + 1
         stamp = time.time_ns() // 1_000_000 if timestamp is None else check_timestamp(key, timestamp)
         with self._lock:
             if not self._points:
                 self._oldest = time.monotonic()
-            self._points.append((key, value, step, stamp))  # type: ignore[arg-type]
+            self._points.append((key, value, step, stamp))
             full = len(self._points) >= self.max_points
         if full:
             self.flush()

@@ -42,7 +42,11 @@ def git_state(where: Path) -> tuple[str | None, bool | None]:
             return None, None
         status = subprocess.run(
             ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=where, capture_output=True, text=True, timeout=10, env=env,
+            cwd=where,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            env=env,
         )
     except (OSError, subprocess.SubprocessError):
         return None, None

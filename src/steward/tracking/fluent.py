@@ -135,9 +135,9 @@ def _install_handlers() -> None:
         return
     _handlers_installed = True
     atexit.register(_end_all_at_exit)
-    if threading.current_thread() is threading.main_thread():
-        if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
-            signal.signal(signal.SIGTERM, _on_sigterm)
+    main = threading.current_thread() is threading.main_thread()
+    if main and signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
+        signal.signal(signal.SIGTERM, _on_sigterm)
 
 
 def _end_all_at_exit() -> None:
@@ -288,7 +288,7 @@ def log_metric_batch(
     count = array.shape[0] if array.ndim == 1 else 0
     steps_array = np.arange(count, dtype=np.int64) if steps is None else np.asarray(steps)
     stamps = np.full(count, now_ms(), dtype=np.int64) if timestamps is None else np.asarray(timestamps)
-    return backend.log_metrics(run_id, [MetricSeries(key, steps_array, array, stamps)])  # type: ignore[arg-type]
+    return backend.log_metrics(run_id, [MetricSeries(key, steps_array, array, stamps)])
 
 
 def log_artifact(local_path: str | Path, artifact_path: str | None = None) -> list[Artifact]:
@@ -341,7 +341,9 @@ def log_table(data: pd.DataFrame | Any, artifact_path: str) -> Artifact:
     import pyarrow.parquet as pq
 
     run = _current()
-    table = data if isinstance(data, pa.Table) else pa.Table.from_pandas(pd.DataFrame(data), preserve_index=False)
+    table = (
+        data if isinstance(data, pa.Table) else pa.Table.from_pandas(pd.DataFrame(data), preserve_index=False)
+    )
     sink = io.BytesIO()
     if artifact_path.endswith(".csv"):
         table.to_pandas().to_csv(sink, index=False)

@@ -149,7 +149,9 @@ class Artifact:
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Artifact:
         """Build from the dict ``to_json`` returns."""
-        return cls(data["path"], data["digest"], int(data["size"]), datetime.fromisoformat(data["created_at"]))
+        return cls(
+            data["path"], data["digest"], int(data["size"]), datetime.fromisoformat(data["created_at"])
+        )
 
 
 class TrackingBackend(Protocol):

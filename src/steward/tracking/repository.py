@@ -102,7 +102,9 @@ def writable_run(conn: Connection, run_id: str, what: str) -> Row[Any]:
 def load_runs(conn: Connection, rows: Sequence[Row[Any]]) -> list[Run]:
     """Attach params, tags and latest metrics to run rows, keeping their order."""
     ids = [row.id for row in rows]
-    found: dict[str, dict[str, dict[str, Any]]] = defaultdict(lambda: {"params": {}, "tags": {}, "metrics": {}})
+    found: dict[str, dict[str, dict[str, Any]]] = defaultdict(
+        lambda: {"params": {}, "tags": {}, "metrics": {}}
+    )
     for start in range(0, len(ids), 500):
         chunk = ids[start : start + 500]
         for kind, table in (("params", params), ("tags", tags), ("metrics", latest_metrics)):
@@ -168,16 +170,21 @@ def upsert_tags(conn: Connection, run_id: str, values: Mapping[str, str]) -> Non
     """Set tags, overwriting earlier values."""
     if not values:
         return
-    statement = _upsert(conn, tags).values([{"run_id": run_id, "key": k, "value": v} for k, v in values.items()])
+    statement = _upsert(conn, tags).values(
+        [{"run_id": run_id, "key": k, "value": v} for k, v in values.items()]
+    )
     conn.execute(
-        statement.on_conflict_do_update(index_elements=["run_id", "key"], set_={"value": statement.excluded.value})
+        statement.on_conflict_do_update(
+            index_elements=["run_id", "key"], set_={"value": statement.excluded.value}
+        )
     )
 
 
 def insert_metric_series(conn: Connection, run_id: str, series: Iterable[MetricSeries]) -> int:
     """Append each series as one chunk and move each metric's latest value forward."""
-    chunk_rows = []
-    latest_rows = []
+    series = list(series)
+    chunk_rows: list[dict[str, Any]] = []
+    latest_rows: list[dict[str, Any]] = []
     for item in series:
         if len(item) == 0:
             continue
@@ -217,7 +224,7 @@ def insert_metric_series(conn: Connection, run_id: str, series: Iterable[MetricS
         ),
         latest_rows,
     )
-    return sum(row["count"] for row in chunk_rows)
+    return sum(len(item) for item in series if len(item))
 
 
 def metric_history(conn: Connection, run_id: str, key: str) -> MetricSeries | None:
@@ -242,8 +249,11 @@ def upsert_artifact(conn: Connection, values: Mapping[str, Any]) -> None:
     conn.execute(
         statement.on_conflict_do_update(
             index_elements=["run_id", "path"],
-            set_={"digest": statement.excluded.digest, "size": statement.excluded.size,
-                  "created_at": statement.excluded.created_at},
+            set_={
+                "digest": statement.excluded.digest,
+                "size": statement.excluded.size,
+                "created_at": statement.excluded.created_at,
+            },
         )
     )
 
@@ -287,6 +297,8 @@ def search_runs(
 def count_metric_points(conn: Connection, run_ids: Sequence[str]) -> int:
     """Return how many metric points the runs hold (all keys)."""
     total = conn.execute(
-        select(func.coalesce(func.sum(metric_chunks.c.count), 0)).where(metric_chunks.c.run_id.in_(list(run_ids)))
+        select(func.coalesce(func.sum(metric_chunks.c.count), 0)).where(
+            metric_chunks.c.run_id.in_(list(run_ids))
+        )
     ).scalar_one()
     return int(total)

@@ -88,7 +88,9 @@ def _tokens(text: str) -> list[tuple[str, str]]:
     while pos < len(text):
         match = _TOKEN.match(text, pos)
         if not match or match.end() == pos:
-            raise InvalidInput(f"filter: cannot read {text[pos:pos + 20]!r}", {"field": "filter", "position": pos})
+            raise InvalidInput(
+                f"filter: cannot read {text[pos : pos + 20]!r}", {"field": "filter", "position": pos}
+            )
         kind = match.lastgroup
         assert kind is not None
         value = match.group(kind)
@@ -107,10 +109,16 @@ def parse_field(text: str) -> Field:
         InvalidInput: For an unknown prefix or attribute.
     """
     prefix, _, key = text.partition(".")
-    if key and key[0] in "`\"" and key[-1] == key[0]:
+    if key and key[0] in '`"' and key[-1] == key[0]:
         key = key[1:-1]
     prefix = prefix.lower()
-    aliases = {"metric": "metrics", "param": "params", "tag": "tags", "attribute": "attributes", "attr": "attributes"}
+    aliases = {
+        "metric": "metrics",
+        "param": "params",
+        "tag": "tags",
+        "attribute": "attributes",
+        "attr": "attributes",
+    }
     prefix = aliases.get(prefix, prefix)
     if prefix in ("metrics", "params", "tags") and key:
         return Field(prefix, key)
@@ -199,7 +207,9 @@ class _Parser:
             return float(text)
         if kind == "string":
             return text
-        raise InvalidInput(f"filter: expected a number or a 'quoted string', got {text!r}", {"field": "filter"})
+        raise InvalidInput(
+            f"filter: expected a number or a 'quoted string', got {text!r}", {"field": "filter"}
+        )
 
     def list_value(self) -> tuple[float | str, ...]:
         if self.take() != ("punct", "("):
@@ -219,7 +229,9 @@ def _checked(cond: Condition) -> Condition:
         raise InvalidInput(f"filter: unknown operator {op!r}", {"field": "filter"})
     if kind == "metrics":
         if op not in ("=", "!=", "<", "<=", ">", ">=") or not isinstance(value, float):
-            raise InvalidInput(f"filter: {cond.field} compares with a number (= != < <= > >=)", {"field": "filter"})
+            raise InvalidInput(
+                f"filter: {cond.field} compares with a number (= != < <= > >=)", {"field": "filter"}
+            )
     elif kind in ("params", "tags") or cond.field.key not in _NUMERIC_ATTRIBUTES:
         if op in ("<", "<=", ">", ">="):
             raise InvalidInput(
@@ -281,7 +293,9 @@ def to_sql(expr: Expr) -> ColumnElement[bool]:
         return _compare(_ATTRIBUTES[field.key], op, value)
     table = {"metrics": latest_metrics, "params": params, "tags": tags}[field.kind]
     return exists(
-        select(1).where(table.c.run_id == runs.c.id, table.c.key == field.key, _compare(table.c.value, op, value))
+        select(1).where(
+            table.c.run_id == runs.c.id, table.c.key == field.key, _compare(table.c.value, op, value)
+        )
     )
 
 

@@ -232,7 +232,11 @@ class TrackingService:
 
     def _record_artifact(self, run_id: str, artifact_path: str, digest: str, size: int) -> Artifact:
         values: dict[str, Any] = {
-            "run_id": run_id, "path": artifact_path, "digest": digest, "size": size, "created_at": now_ms()
+            "run_id": run_id,
+            "path": artifact_path,
+            "digest": digest,
+            "size": size,
+            "created_at": now_ms(),
         }
         with self._db.transaction() as conn:
             repo.writable_run(conn, run_id, "artifacts")
@@ -322,8 +326,10 @@ class TrackingService:
         """
         if isinstance(experiments, str):
             experiments = [experiments]
-        if isinstance(max_results, bool) or not isinstance(max_results, int) or not (
-            0 < max_results <= MAX_SEARCH_RESULTS
+        if (
+            isinstance(max_results, bool)
+            or not isinstance(max_results, int)
+            or not (0 < max_results <= MAX_SEARCH_RESULTS)
         ):
             raise InvalidInput(f"max_results must be 1..{MAX_SEARCH_RESULTS}", {"field": "max_results"})
         where = parse_filter(filter)

@@ -74,7 +74,9 @@ def _as_array(key: str, name: str, data: Any, dtype: type[np.generic]) -> npt.ND
     try:
         array = np.asarray(data)
     except (TypeError, ValueError) as exc:
-        raise InvalidInput(f"metrics.{key}: {name} are not an array: {exc}", {"field": f"metrics.{key}"}) from None
+        raise InvalidInput(
+            f"metrics.{key}: {name} are not an array: {exc}", {"field": f"metrics.{key}"}
+        ) from None
     if array.ndim != 1:
         raise InvalidInput(
             f"metrics.{key}: {name} must be one-dimensional, got shape {array.shape}",
@@ -139,7 +141,11 @@ def param_text(key: str, value: object) -> str:
     if isinstance(value, str):
         text = value
     elif isinstance(value, bool | numbers.Number):
-        if isinstance(value, numbers.Real) and not isinstance(value, bool) and not math.isfinite(float(value)):
+        if (
+            isinstance(value, numbers.Real)
+            and not isinstance(value, bool)
+            and not math.isfinite(float(value))
+        ):
             text = str(float(value))
         else:
             text = str(value)
