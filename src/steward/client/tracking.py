@@ -122,14 +122,22 @@ class RemoteTrackingService:
         """
         return Run.from_json(self.http.json("GET", _run(run_id)))
 
-    def end_run(self, run_id: str, status: RunStatus, error: str | None = None) -> Run:
-        """End a RUNNING run with a terminal status.
+    def end_run(
+        self,
+        run_id: str,
+        status: RunStatus,
+        error: str | None = None,
+        metrics: Sequence[MetricSeries] = (),
+    ) -> Run:
+        """Write the run's last metric points, then end it with a terminal status.
 
         Raises:
             InvalidInput: If ``status`` is RUNNING.
             Conflict: If the run has already ended.
         """
         value = status.value if isinstance(status, RunStatus) else str(status)
+        if metrics:
+            self.log_metrics(run_id, metrics)
         return Run.from_json(self.http.json("POST", f"{_run(run_id)}/end", {"status": value, "error": error}))
 
     def log_params(self, run_id: str, params: Mapping[str, Any]) -> None:

@@ -107,8 +107,12 @@ class MetricBuffer:
             {"buffered_points": len(self._points)},
         ) from error
 
-    def flush(self) -> int:
+    def flush(self, writer: Writer | None = None) -> int:
         """Write every buffered point now; return how many were written.
+
+        Args:
+            writer: Write this batch with another function than the buffer's own (the end of a run
+                writes its last points and its end in one call). Not called when nothing is buffered.
 
         Raises:
             MetricFlushError: If writing fails; the points stay buffered for the next flush.
@@ -121,7 +125,7 @@ class MetricBuffer:
                     self._raise_pending()
                 return 0
             try:
-                written = self._writer(_to_series(points))
+                written = (writer or self._writer)(_to_series(points))
             except BaseException as exc:
                 with self._lock:
                     self._points = points + self._points

@@ -76,7 +76,7 @@ class ActiveRun:
         return self.backend.get_run(self.id)
 
     def end(self, status: RunStatus = RunStatus.FINISHED, error: str | None = None) -> None:
-        """Flush and end the run. A failed flush ends the run FAILED and then raises."""
+        """Write the buffered points and end the run. A failed write ends the run FAILED and raises."""
         if self._ended:
             return
         self._ended = True
@@ -84,14 +84,23 @@ class ActiveRun:
             if self in _stack:
                 _stack.remove(self)
         flush_error: StewardError | None = None
+        ended = False
+
+        def write_and_end(series: Sequence[MetricSeries]) -> int:
+            nonlocal ended
+            self.backend.end_run(self.id, status, error, metrics=series)
+            ended = True
+            return sum(len(s) for s in series)
+
         try:
-            self.buffer.flush()
+            self.buffer.flush(write_and_end)
         except StewardError as exc:
             flush_error = exc
             status, error = RunStatus.FAILED, f"{error + '; ' if error else ''}{exc.message}"
         finally:
             self.buffer.close()
-        self.backend.end_run(self.id, status, error)
+        if not ended:
+            self.backend.end_run(self.id, status, error)
         if flush_error is not None:
             raise flush_error
 

@@ -191,8 +191,14 @@ class TrackingBackend(Protocol):
         """Return a run with its params, tags and latest metrics."""
         ...
 
-    def end_run(self, run_id: str, status: RunStatus, error: str | None = None) -> Run:
-        """End a RUNNING run; ``Conflict`` if it already ended."""
+    def end_run(
+        self,
+        run_id: str,
+        status: RunStatus,
+        error: str | None = None,
+        metrics: Sequence[MetricSeries] = (),
+    ) -> Run:
+        """Write the run's last metric points (if any) and end it; ``Conflict`` if it already ended."""
         ...
 
     def log_params(self, run_id: str, params: Mapping[str, Any]) -> None:

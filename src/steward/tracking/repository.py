@@ -2,12 +2,27 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Connection, Row, and_, case, func, insert, select, update
+from sqlalchemy import (
+    Connection,
+    Float,
+    Row,
+    Text,
+    and_,
+    bindparam,
+    case,
+    cast,
+    func,
+    insert,
+    literal,
+    null,
+    select,
+    union_all,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 
 from steward.core.time import from_ms
@@ -29,11 +44,79 @@ _ORDER_ATTRIBUTES = {
 }
 
 
-def _upsert(conn: Connection, table: Any) -> Any:
-    dialect = conn.dialect.name
-    if dialect == "postgresql":
-        return postgresql.insert(table)
-    return sqlite.insert(table)
+# Hot statements are built once: constructing a SELECT costs ~4x more than executing a cached one.
+_EXPERIMENT_BY_NAME = select(experiments).where(experiments.c.name == bindparam("name"))
+_EXPERIMENT_BY_ID = select(experiments).where(experiments.c.id == bindparam("id"))
+_INSERT_EXPERIMENT = insert(experiments)
+_INSERT_RUN = insert(runs)
+_RUN_BY_ID = select(runs).where(runs.c.id == bindparam("run_id"))
+_UPDATE_RUN = update(runs).where(runs.c.id == bindparam("target_id"))
+_INSERT_CHUNKS = insert(metric_chunks)
+_PARAMS_OF_RUN = select(params.c.key, params.c.value).where(params.c.run_id == bindparam("run_id"))
+
+
+def _extras(where: Any) -> Any:
+    """One round trip for everything attached to runs: (run_id, kind, key, text value, number value)."""
+    return union_all(
+        select(
+            params.c.run_id,
+            literal("params"),
+            params.c.key,
+            params.c.value,
+            cast(null(), Float).label("number"),
+        ).where(where(params.c.run_id)),
+        select(tags.c.run_id, literal("tags"), tags.c.key, tags.c.value, cast(null(), Float)).where(
+            where(tags.c.run_id)
+        ),
+        select(
+            latest_metrics.c.run_id,
+            literal("metrics"),
+            latest_metrics.c.key,
+            cast(null(), Text),
+            latest_metrics.c.value,
+        ).where(where(latest_metrics.c.run_id)),
+    )
+
+
+_EXTRAS_OF_RUN = _extras(lambda column: column == bindparam("run_id"))
+_EXTRAS_OF_RUNS = _extras(lambda column: column.in_(bindparam("run_ids", expanding=True)))
+
+
+def _dialect_statements(dialect: Any) -> dict[str, Any]:
+    param_insert = dialect.insert(params).on_conflict_do_nothing(index_elements=["run_id", "key"])
+    tag_insert = dialect.insert(tags)
+    latest = dialect.insert(latest_metrics)
+    excluded = latest.excluded
+    newer = (excluded.step > latest_metrics.c.step) | (
+        (excluded.step == latest_metrics.c.step) & (excluded.timestamp >= latest_metrics.c.timestamp)
+    )
+    artifact = dialect.insert(artifacts)
+    return {
+        "params": param_insert,
+        "tags": tag_insert.on_conflict_do_update(
+            index_elements=["run_id", "key"], set_={"value": tag_insert.excluded.value}
+        ),
+        "latest": latest.on_conflict_do_update(
+            index_elements=["run_id", "key"],
+            set_={"value": excluded.value, "step": excluded.step, "timestamp": excluded.timestamp},
+            where=newer,
+        ),
+        "artifact": artifact.on_conflict_do_update(
+            index_elements=["run_id", "path"],
+            set_={
+                "digest": artifact.excluded.digest,
+                "size": artifact.excluded.size,
+                "created_at": artifact.excluded.created_at,
+            },
+        ),
+    }
+
+
+_STATEMENTS = {"sqlite": _dialect_statements(sqlite), "postgresql": _dialect_statements(postgresql)}
+
+
+def _statement(conn: Connection, name: str) -> Any:
+    return _STATEMENTS[conn.dialect.name][name]
 
 
 def experiment_from_row(row: Row[Any]) -> Experiment:
@@ -45,15 +128,15 @@ def experiment_from_row(row: Row[Any]) -> Experiment:
 
 def find_experiment(conn: Connection, name_or_id: str) -> Experiment | None:
     """Return the experiment with that name (or else that id), or ``None``."""
-    row = conn.execute(select(experiments).where(experiments.c.name == name_or_id)).first()
+    row = conn.execute(_EXPERIMENT_BY_NAME, {"name": name_or_id}).first()
     if row is None:
-        row = conn.execute(select(experiments).where(experiments.c.id == name_or_id)).first()
+        row = conn.execute(_EXPERIMENT_BY_ID, {"id": name_or_id}).first()
     return experiment_from_row(row) if row else None
 
 
 def insert_experiment(conn: Connection, values: Mapping[str, Any]) -> None:
     """Insert an experiment row."""
-    conn.execute(insert(experiments).values(**values))
+    conn.execute(_INSERT_EXPERIMENT, dict(values))
 
 
 def list_experiments(conn: Connection, include_deleted: bool) -> list[Experiment]:
@@ -66,7 +149,7 @@ def list_experiments(conn: Connection, include_deleted: bool) -> list[Experiment
 
 def insert_run(conn: Connection, values: Mapping[str, Any]) -> None:
     """Insert a run row."""
-    conn.execute(insert(runs).values(**values))
+    conn.execute(_INSERT_RUN, dict(values))
 
 
 def run_row(conn: Connection, run_id: str) -> Row[Any]:
@@ -75,7 +158,7 @@ def run_row(conn: Connection, run_id: str) -> Row[Any]:
     Raises:
         NotFound: If there is no such run.
     """
-    row = conn.execute(select(runs).where(runs.c.id == run_id)).first()
+    row = conn.execute(_RUN_BY_ID, {"run_id": run_id}).first()
     if row is None:
         raise NotFound(f"run {run_id!r} not found", {"field": "run_id", "run_id": run_id})
     return row
@@ -99,22 +182,45 @@ def writable_run(conn: Connection, run_id: str, what: str) -> Row[Any]:
     return row
 
 
-def load_runs(conn: Connection, rows: Sequence[Row[Any]]) -> list[Run]:
-    """Attach params, tags and latest metrics to run rows, keeping their order."""
+def run_from_values(values: Mapping[str, Any], tags: Mapping[str, str]) -> Run:
+    """Build the ``Run`` just inserted with ``values`` (no read needed: it has no params or metrics yet)."""
+    row = {column.name: None for column in runs.columns} | dict(values)
+    return _run_from_row(_AttrRow(row), {"params": {}, "tags": dict(tags), "metrics": {}})
+
+
+class _AttrRow(dict[str, Any]):
+    def __getattr__(self, name: str) -> Any:
+        return self[name]
+
+
+def load_runs(
+    conn: Connection, rows: Sequence[Row[Any]], override: Mapping[str, Any] | None = None
+) -> list[Run]:
+    """Attach params, tags and latest metrics to run rows, keeping their order.
+
+    Args:
+        conn: The connection.
+        rows: Rows of ``runs``.
+        override: Column values to use instead of the rows' (for a row just updated).
+    """
+    if override:
+        rows = [_AttrRow({**row._asdict(), **override}) for row in rows]  # type: ignore[misc]
     ids = [row.id for row in rows]
-    found: dict[str, dict[str, dict[str, Any]]] = defaultdict(
-        lambda: {"params": {}, "tags": {}, "metrics": {}}
-    )
-    for start in range(0, len(ids), 500):
-        chunk = ids[start : start + 500]
-        for kind, table in (("params", params), ("tags", tags), ("metrics", latest_metrics)):
-            query = select(table.c.run_id, table.c.key, table.c.value).where(table.c.run_id.in_(chunk))
-            for run_id, key, value in conn.execute(query):
-                found[run_id][kind][key] = value
+    found: dict[str, dict[str, dict[str, Any]]] = {i: {"params": {}, "tags": {}, "metrics": {}} for i in ids}
+    if len(ids) == 1:
+        batches = [conn.execute(_EXTRAS_OF_RUN, {"run_id": ids[0]})]
+    else:
+        batches = [
+            conn.execute(_EXTRAS_OF_RUNS, {"run_ids": ids[start : start + 500]})
+            for start in range(0, len(ids), 500)
+        ]
+    for result in batches:
+        for run_id, kind, key, text, number in result:
+            found[run_id][kind][key] = number if kind == "metrics" else text
     return [_run_from_row(row, found[row.id]) for row in rows]
 
 
-def _run_from_row(row: Row[Any], extra: Mapping[str, dict[str, Any]]) -> Run:
+def _run_from_row(row: Any, extra: Mapping[str, dict[str, Any]]) -> Run:
     start = from_ms(row.start_time)
     assert start is not None
     return Run(
@@ -142,7 +248,7 @@ def _run_from_row(row: Row[Any], extra: Mapping[str, dict[str, Any]]) -> Run:
 
 def update_run(conn: Connection, run_id: str, values: Mapping[str, Any]) -> None:
     """Update columns of one run."""
-    conn.execute(update(runs).where(runs.c.id == run_id).values(**values))
+    conn.execute(_UPDATE_RUN, {"target_id": run_id, **values})
 
 
 def insert_params(conn: Connection, run_id: str, values: Mapping[str, str]) -> None:
@@ -154,12 +260,9 @@ def insert_params(conn: Connection, run_id: str, values: Mapping[str, str]) -> N
     if not values:
         return
     rows = [{"run_id": run_id, "key": k, "value": v} for k, v in values.items()]
-    conn.execute(_upsert(conn, params).values(rows).on_conflict_do_nothing(index_elements=["run_id", "key"]))
-    stored = conn.execute(
-        select(params.c.key, params.c.value).where(params.c.run_id == run_id, params.c.key.in_(list(values)))
-    )
-    for key, value in stored:
-        if value != values[key]:
+    conn.execute(_statement(conn, "params"), rows)
+    for key, value in conn.execute(_PARAMS_OF_RUN, {"run_id": run_id}):
+        if key in values and value != values[key]:
             raise Conflict(
                 f"params.{key} was already logged as {value!r}; cannot change it to {values[key]!r}",
                 {"field": f"params.{key}", "stored": value, "given": values[key]},
@@ -170,13 +273,8 @@ def upsert_tags(conn: Connection, run_id: str, values: Mapping[str, str]) -> Non
     """Set tags, overwriting earlier values."""
     if not values:
         return
-    statement = _upsert(conn, tags).values(
-        [{"run_id": run_id, "key": k, "value": v} for k, v in values.items()]
-    )
     conn.execute(
-        statement.on_conflict_do_update(
-            index_elements=["run_id", "key"], set_={"value": statement.excluded.value}
-        )
+        _statement(conn, "tags"), [{"run_id": run_id, "key": k, "value": v} for k, v in values.items()]
     )
 
 
@@ -210,20 +308,8 @@ def insert_metric_series(conn: Connection, run_id: str, series: Iterable[MetricS
         )
     if not chunk_rows:
         return 0
-    conn.execute(insert(metric_chunks), chunk_rows)
-    statement = _upsert(conn, latest_metrics)
-    excluded = statement.excluded
-    newer = (excluded.step > latest_metrics.c.step) | (
-        (excluded.step == latest_metrics.c.step) & (excluded.timestamp >= latest_metrics.c.timestamp)
-    )
-    conn.execute(
-        statement.on_conflict_do_update(
-            index_elements=["run_id", "key"],
-            set_={"value": excluded.value, "step": excluded.step, "timestamp": excluded.timestamp},
-            where=newer,
-        ),
-        latest_rows,
-    )
+    conn.execute(_INSERT_CHUNKS, chunk_rows)
+    conn.execute(_statement(conn, "latest"), latest_rows)
     return sum(len(item) for item in series if len(item))
 
 
@@ -245,17 +331,7 @@ def metric_history(conn: Connection, run_id: str, key: str) -> MetricSeries | No
 
 def upsert_artifact(conn: Connection, values: Mapping[str, Any]) -> None:
     """Record (or replace) the artifact at a path of a run."""
-    statement = _upsert(conn, artifacts).values(**values)
-    conn.execute(
-        statement.on_conflict_do_update(
-            index_elements=["run_id", "path"],
-            set_={
-                "digest": statement.excluded.digest,
-                "size": statement.excluded.size,
-                "created_at": statement.excluded.created_at,
-            },
-        )
-    )
+    conn.execute(_statement(conn, "artifact"), dict(values))
 
 
 def list_artifacts(conn: Connection, run_id: str) -> list[Artifact]:

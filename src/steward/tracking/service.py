@@ -36,6 +36,9 @@ class TrackingService:
         self._db = platform.metadata
         self._environments: set[str] = set()
         self._env_lock = threading.Lock()
+        # Experiments are never renamed or removed, so a found one can be remembered by name.
+        self._experiments: dict[str, Experiment] = {}
+        self._last_environment: tuple[Mapping[str, str], str, str] | None = None
 
     # -- experiments -------------------------------------------------------------------------------
 
@@ -69,13 +72,19 @@ class TrackingService:
 
     def get_or_create_experiment(self, name: str) -> Experiment:
         """Return the experiment called ``name``, creating it first if needed (safe under races)."""
+        known = self._experiments.get(name)
+        if known is not None:
+            return known
         try:
-            return self.get_experiment(name)
+            found = self.get_experiment(name)
         except NotFound:
             try:
-                return self.create_experiment(name)
+                found = self.create_experiment(name)
             except AlreadyExists:
-                return self.get_experiment(name)
+                found = self.get_experiment(name)
+        if found.name == name:
+            self._experiments[name] = found
+        return found
 
     def list_experiments(self, include_deleted: bool = False) -> list[Experiment]:
         """Return experiments, oldest first."""
@@ -87,17 +96,22 @@ class TrackingService:
     def _store_environment(self, system: SystemInfo) -> str | None:
         if not system.packages:
             return None
+        last = self._last_environment
+        if last is not None and last[0] is system.packages and last[1] == system.python_version:
+            return last[2]
         document = json.dumps(
             {"python": system.python_version, "packages": dict(system.packages)}, sort_keys=True
         ).encode()
         digest = hashlib.sha256(document).hexdigest()
         with self._env_lock:
-            if digest in self._environments:
-                return digest
-        ref = self.platform.blobs.put_bytes(document)
-        with self._env_lock:
-            self._environments.add(ref.digest)
-        return ref.digest
+            known = digest in self._environments
+        if not known:
+            ref = self.platform.blobs.put_bytes(document)
+            with self._env_lock:
+                self._environments.add(ref.digest)
+        # The SDK passes the same captured object for every run of a process: skip re-encoding it.
+        self._last_environment = (system.packages, system.python_version, digest)
+        return digest
 
     def create_run(
         self,
@@ -148,7 +162,7 @@ class TrackingService:
                 repo.run_row(conn, parent_run_id)
             repo.insert_run(conn, values)
             repo.upsert_tags(conn, run_id, tag_values)
-        return self.get_run(run_id)
+        return repo.run_from_values(values, tags=tag_values)
 
     def get_run(self, run_id: str) -> Run:
         """Return a run with its params, tags and latest metrics.
@@ -159,8 +173,14 @@ class TrackingService:
         with self._db.read() as conn:
             return repo.load_runs(conn, [repo.run_row(conn, run_id)])[0]
 
-    def end_run(self, run_id: str, status: RunStatus, error: str | None = None) -> Run:
-        """End a RUNNING run with a terminal status.
+    def end_run(
+        self,
+        run_id: str,
+        status: RunStatus,
+        error: str | None = None,
+        metrics: Sequence[MetricSeries] = (),
+    ) -> Run:
+        """Write the run's last metric points and end it with a terminal status, in one transaction.
 
         Raises:
             InvalidInput: If ``status`` is RUNNING.
@@ -169,12 +189,13 @@ class TrackingService:
         status = RunStatus(status)
         if not status.is_terminal:
             raise InvalidInput("a run ends as FINISHED, FAILED or KILLED", {"field": "status"})
+        checked = self._checked_series(metrics)
         with self._db.transaction() as conn:
-            repo.writable_run(conn, run_id, "its end")
-            repo.update_run(
-                conn, run_id, {"status": status.value, "end_time": now_ms(), "error": (error or None)}
-            )
-        return self.get_run(run_id)
+            row = repo.writable_run(conn, run_id, "its end")
+            repo.insert_metric_series(conn, run_id, checked)
+            change = {"status": status.value, "end_time": now_ms(), "error": (error or None)}
+            repo.update_run(conn, run_id, change)
+            return repo.load_runs(conn, [row], override=change)[0]
 
     def log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
         """Record parameters.
@@ -206,13 +227,18 @@ class TrackingService:
             InvalidInput: For a bad key, a non-finite value or a non-integer step.
             Conflict: If the run has ended.
         """
+        checked = self._checked_series(series)
+        with self._db.transaction() as conn:
+            repo.writable_run(conn, run_id, "metrics")
+            return repo.insert_metric_series(conn, run_id, checked)
+
+    @staticmethod
+    def _checked_series(series: Sequence[MetricSeries]) -> list[MetricSeries]:
         checked = []
         for item in series:
             steps, values, stamps = check_metric_arrays(item.key, item.values, item.steps, item.timestamps)
             checked.append(MetricSeries(item.key, steps, values, stamps))
-        with self._db.transaction() as conn:
-            repo.writable_run(conn, run_id, "metrics")
-            return repo.insert_metric_series(conn, run_id, checked)
+        return checked
 
     def get_metric_history(self, run_id: str, key: str) -> MetricSeries:
         """Return every point of a metric, ordered by step then time.
