@@ -207,3 +207,13 @@ def test_artifacts_round_trip_and_are_stored_once(tracking: TrackingBackend, tmp
         tracking.download_artifact(run.id, "missing.bin", tmp_path / "x")
     with pytest.raises(InvalidInput):
         tracking.log_artifact_bytes(run.id, b"x", "../escape.txt")
+
+
+def test_steps_beyond_64_bits_are_refused(tracking: TrackingBackend) -> None:
+    run = tracking.create_run("churn")
+    huge = MetricSeries(
+        "loss", np.array([2**64 - 1], dtype=np.uint64), np.array([0.1]), np.array([1], dtype=np.int64)
+    )  # type: ignore[arg-type]
+    with pytest.raises(InvalidInput) as info:
+        tracking.log_metrics(run.id, [huge])
+    assert info.value.details["field"] == "metrics.loss.step"

@@ -119,6 +119,15 @@ def check_metric_arrays(
                 f"metrics.{key}: {name} must be integers, got {array.dtype}",
                 {"field": f"metrics.{key}.{name[:-1]}"},
             )
+        if (
+            array.size
+            and np.issubdtype(array.dtype, np.unsignedinteger)
+            and array.max() > np.iinfo(np.int64).max
+        ):
+            raise InvalidInput(
+                f"metrics.{key}: {name} exceed the 64-bit integer range",
+                {"field": f"metrics.{key}.{name[:-1]}"},
+            )
         if array.shape != vals.shape:
             raise InvalidInput(
                 f"metrics.{key}: {len(array)} {name} for {len(vals)} values",
