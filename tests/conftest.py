@@ -25,10 +25,11 @@ def steward_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pa
     monkeypatch.chdir(tmp_path)
     steward.configure(home=home)
     yield home
-    _reset_sdk()
+    reset_sdk()
 
 
-def _reset_sdk() -> None:
+def reset_sdk() -> None:
+    """Forget the SDK's active runs and default connection (tests that configure it themselves)."""
     for run in list(fluent._stack):
         run.buffer.close()
     fluent._stack.clear()

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 import steward
 from steward.cli import quickstart
 from steward.cli.app import app
-from tests.conftest import _reset_sdk
+from tests.conftest import reset_sdk
 
 runner = CliRunner()
 
@@ -41,7 +41,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
         for name in ("STEWARD_URI", "STEWARD_DB", "STEWARD_ARTIFACTS"):
             patch.delenv(name, raising=False)
         patch.chdir(home.parent)
-        _reset_sdk()
+        reset_sdk()
         result = runner.invoke(app, ["quickstart"])
         assert result.exit_code == 0, result.output
         found = re.search(r"^Run id: (\S+)$", result.stdout, re.MULTILINE)
@@ -51,7 +51,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
             yield Demo(home, result.stdout, found.group(1), connection)
         finally:
             connection.close()
-            _reset_sdk()
+            reset_sdk()
 
 
 def test_the_reported_run_finished_with_final_metrics(demo: Demo) -> None:

@@ -338,8 +338,8 @@ async def put_artifact(run_id: str, path: str, request: Request, tracking: Track
 
 
 def _open_artifact(tracking: TrackingService, run_id: str, path: str) -> tuple[Artifact, Iterator[bytes]]:
-    artifact = tracking.get_artifact(run_id, path)
-    chunks = iter(tracking.platform.blobs.iter_chunks(artifact.digest))
+    artifact, stream = tracking.open_artifact(run_id, path)
+    chunks = iter(stream)
     first = next(chunks, b"")  # a missing blob fails here, while a JSON error can still be sent
     return artifact, _verified(artifact, _chain(first, chunks))
 

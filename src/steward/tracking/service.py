@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -320,6 +320,16 @@ class TrackingService:
             if artifact.path == artifact_path:
                 return artifact
         raise NotFound(f"run {run_id} has no artifact {artifact_path!r}", {"field": "artifact_path"})
+
+    def open_artifact(self, run_id: str, artifact_path: str) -> tuple[Artifact, Iterator[bytes]]:
+        """Return an artifact's record and its bytes as chunks, checked against the digest as they stream.
+
+        Raises:
+            NotFound: If there is no such artifact (the chunks raise it too if the blob is gone).
+            IntegrityError: From the chunks, after the last one, if the bytes do not match.
+        """
+        artifact = self.get_artifact(run_id, artifact_path)
+        return artifact, self.platform.blobs.iter_chunks(artifact.digest)
 
     def download_artifact(self, run_id: str, artifact_path: str, dest: Path) -> Path:
         """Write an artifact's verified bytes to ``dest``.
