@@ -260,7 +260,9 @@ def insert_params(conn: Connection, run_id: str, values: Mapping[str, str]) -> N
     if not values:
         return
     rows = [{"run_id": run_id, "key": k, "value": v} for k, v in values.items()]
-    conn.execute(_statement(conn, "params"), rows)
+    inserted = conn.execute(_statement(conn, "params"), rows).rowcount
+    if inserted == len(rows):
+        return  # every key was new, so nothing can clash (drivers that cannot count report -1)
     for key, value in conn.execute(_PARAMS_OF_RUN, {"run_id": run_id}):
         if key in values and value != values[key]:
             raise Conflict(
