@@ -29,20 +29,7 @@ from steward.core.time import from_ms
 from steward.errors import Conflict, NotFound
 from steward.store.tables import artifacts, experiments, latest_metrics, metric_chunks, params, runs, tags
 from steward.tracking.models import Artifact, Experiment, MetricSeries, Run, RunStatus
-from steward.tracking.search import Expr, Field, to_sql
-
-_ORDER_ATTRIBUTES = {
-    "run_id": runs.c.id,
-    "id": runs.c.id,
-    "run_name": runs.c.name,
-    "name": runs.c.name,
-    "status": runs.c.status,
-    "start_time": runs.c.start_time,
-    "end_time": runs.c.end_time,
-    "parent_run_id": runs.c.parent_run_id,
-    "user": runs.c.user_name,
-}
-
+from steward.tracking.search import ATTRIBUTES, Expr, Field, to_sql
 
 # Hot statements are built once: constructing a SELECT costs ~4x more than executing a cached one.
 _EXPERIMENT_BY_NAME = select(experiments).where(experiments.c.name == bindparam("name"))
@@ -359,7 +346,7 @@ def search_runs(
     order_columns: list[Any] = []
     for index, (field, descending) in enumerate(order):
         if field.kind == "attributes":
-            column: Any = _ORDER_ATTRIBUTES[field.key]
+            column: Any = ATTRIBUTES[field.key]
         else:
             table = {"metrics": latest_metrics, "params": params, "tags": tags}[field.kind].alias(f"o{index}")
             query = query.outerjoin(table, and_(table.c.run_id == runs.c.id, table.c.key == field.key))

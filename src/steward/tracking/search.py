@@ -34,7 +34,7 @@ _TOKEN = re.compile(
     re.VERBOSE,
 )
 
-_ATTRIBUTES: dict[str, Any] = {
+ATTRIBUTES: dict[str, Any] = {  # run attributes a filter or an order may name
     "run_id": runs.c.id,
     "id": runs.c.id,
     "run_name": runs.c.name,
@@ -45,7 +45,7 @@ _ATTRIBUTES: dict[str, Any] = {
     "parent_run_id": runs.c.parent_run_id,
     "user": runs.c.user_name,
 }
-_NUMERIC_ATTRIBUTES = {"start_time", "end_time"}
+_NUMERICATTRIBUTES = {"start_time", "end_time"}
 _TEXT_OPS = {"=", "!=", "like", "ilike", "in", "not in"}
 _ALL_OPS = _TEXT_OPS | {"<", "<=", ">", ">="}
 
@@ -123,11 +123,11 @@ def parse_field(text: str) -> Field:
     if prefix in ("metrics", "params", "tags") and key:
         return Field(prefix, key)
     name = key if prefix == "attributes" else text
-    if name.lower() in _ATTRIBUTES:
+    if name.lower() in ATTRIBUTES:
         return Field("attributes", name.lower())
     raise InvalidInput(
         f"filter: unknown field {text!r}; use metrics.<key>, params.<key>, tags.<key> or one of "
-        + ", ".join(sorted(_ATTRIBUTES)),
+        + ", ".join(sorted(ATTRIBUTES)),
         {"field": "filter"},
     )
 
@@ -232,7 +232,7 @@ def _checked(cond: Condition) -> Condition:
             raise InvalidInput(
                 f"filter: {cond.field} compares with a number (= != < <= > >=)", {"field": "filter"}
             )
-    elif kind in ("params", "tags") or cond.field.key not in _NUMERIC_ATTRIBUTES:
+    elif kind in ("params", "tags") or cond.field.key not in _NUMERICATTRIBUTES:
         if op in ("<", "<=", ">", ">="):
             raise InvalidInput(
                 f"filter: {cond.field} is text; compare it with = != like ilike in", {"field": "filter"}
@@ -290,7 +290,7 @@ def to_sql(expr: Expr) -> ColumnElement[bool]:
         return and_(*parts) if expr.op == "and" else or_(*parts)
     field, op, value = expr.field, expr.op, expr.value
     if field.kind == "attributes":
-        return _compare(_ATTRIBUTES[field.key], op, value)
+        return _compare(ATTRIBUTES[field.key], op, value)
     table = {"metrics": latest_metrics, "params": params, "tags": tags}[field.kind]
     return exists(
         select(1).where(
