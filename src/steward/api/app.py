@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from starlette.responses import Response
 
 from steward.api.deps import API_PREFIX
+from steward.api.docs import install_docs
 from steward.api.errors import install_error_handling
 from steward.api.responses import OrjsonResponse
 from steward.api.tracking import router as tracking_router
@@ -57,7 +58,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title="Steward",
         version=VERSION,
         summary="A governed MLOps platform: tracking, registry, serving and monitoring.",
-        docs_url="/docs",
+        docs_url=None,  # served by install_docs from vendored files
+        redoc_url=None,
         openapi_url="/openapi.json",
         default_response_class=OrjsonResponse,
         lifespan=lifespan,
@@ -66,6 +68,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.platform = platform
     app.state.tracking = TrackingService(platform)
     install_error_handling(app)
+    install_docs(app)
     app.add_api_route(f"{API_PREFIX}/health", health, methods=["GET"], tags=["health"], summary="Liveness")
     app.include_router(tracking_router)
     return app
