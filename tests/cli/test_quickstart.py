@@ -106,6 +106,7 @@ def test_every_artifact_is_recorded_with_its_size(demo: Demo) -> None:
         "plots/learning_curve.png",
         "features.json",
         "predictions.parquet",
+        "_steward/environment.json",
     }
     assert all(size > 0 for size in artifacts.values())
 

@@ -96,7 +96,9 @@ def test_show_json_adds_experiment_duration_and_artifacts(two_runs: tuple[str, s
     assert shown["experiment_name"] == "exp"
     assert shown["duration_seconds"] >= 0
     assert shown["tags"]["team"] == "risk"
-    assert [(a["path"], a["size"]) for a in shown["artifacts"]] == [("notes/readme.txt", 2048)]
+    sizes = {a["path"]: a["size"] for a in shown["artifacts"]}
+    assert sizes["notes/readme.txt"] == 2048
+    assert set(sizes) == {"notes/readme.txt", "_steward/environment.json"}
     assert {"user", "host", "entry_point", "git_commit", "git_dirty", "python_version", "error"} <= set(shown)
 
 

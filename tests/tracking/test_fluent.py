@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -68,7 +69,18 @@ def test_the_quick_start_example_records_everything(sdk: str, tmp_path: Path) ->
     assert str(history["timestamp"].dt.tz) == "UTC"
 
     paths = {a.path for a in steward.list_artifacts(run_id)}
-    assert paths == {"confusion.png", "config.json", "predictions.parquet", "plots/curve.png"}
+    assert paths == {
+        "confusion.png",
+        "config.json",
+        "predictions.parquet",
+        "plots/curve.png",
+        "_steward/environment.json",
+    }
+    environment = json.loads(
+        steward.download_artifact(run_id, "_steward/environment.json", tmp_path / "env.json").read_text()
+    )
+    assert environment["packages"]["steward-ml"] == steward.__version__
+    assert environment["python"] == got.python_version
     table = pd.read_parquet(steward.download_artifact(run_id, "predictions.parquet", tmp_path / "p.parquet"))
     assert table["p"].tolist() == [0.2, 0.9]
     assert (

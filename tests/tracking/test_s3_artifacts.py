@@ -23,7 +23,7 @@ def test_artifacts_go_to_s3_and_come_back_verified(
         steward.log_table(pd.DataFrame({"x": range(1000)}), "data/table.parquet")
         steward.log_text("hello", "notes.txt")
     artifacts = {a.path: a for a in steward.list_artifacts(run.id)}
-    assert set(artifacts) == {"data/table.parquet", "notes.txt"}
+    assert set(artifacts) == {"data/table.parquet", "notes.txt", "_steward/environment.json"}
     table = pd.read_parquet(steward.download_artifact(run.id, "data/table.parquet", tmp_path / "t.parquet"))
     assert table["x"].sum() == sum(range(1000))
 

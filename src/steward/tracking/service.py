@@ -22,6 +22,8 @@ from steward.tracking.search import parse_filter, parse_order_by
 from steward.tracking.validation import check_artifact_path, check_metric_arrays, param_text, tag_text
 
 MAX_SEARCH_RESULTS = 50_000
+ENVIRONMENT_ARTIFACT = "_steward/environment.json"
+"""Where each run keeps ``{"python": …, "packages": {name: version}}`` among its artifacts."""
 
 
 class TrackingService:
@@ -38,7 +40,7 @@ class TrackingService:
         self._env_lock = threading.Lock()
         # Experiments are never renamed or removed, so a found one can be remembered by name.
         self._experiments: dict[str, Experiment] = {}
-        self._last_environment: tuple[Mapping[str, str], str, str] | None = None
+        self._last_environment: tuple[Mapping[str, str], str, str, int] | None = None
 
     # -- experiments -------------------------------------------------------------------------------
 
@@ -93,12 +95,13 @@ class TrackingService:
 
     # -- runs --------------------------------------------------------------------------------------
 
-    def _store_environment(self, system: SystemInfo) -> str | None:
+    def _store_environment(self, system: SystemInfo) -> tuple[str, int] | None:
+        """Store the Python version and package list as a blob once; return its digest and size."""
         if not system.packages:
             return None
         last = self._last_environment
         if last is not None and last[0] is system.packages and last[1] == system.python_version:
-            return last[2]
+            return last[2], last[3]
         document = json.dumps(
             {"python": system.python_version, "packages": dict(system.packages)}, sort_keys=True
         ).encode()
@@ -110,8 +113,8 @@ class TrackingService:
             with self._env_lock:
                 self._environments.add(ref.digest)
         # The SDK passes the same captured object for every run of a process: skip re-encoding it.
-        self._last_environment = (system.packages, system.python_version, digest)
-        return digest
+        self._last_environment = (system.packages, system.python_version, digest, len(document))
+        return digest, len(document)
 
     def create_run(
         self,
@@ -141,7 +144,7 @@ class TrackingService:
             raise InvalidInput("run name is longer than 256 characters", {"field": "run_name"})
         tag_values = {k: tag_text(k, v) for k, v in (tags or {}).items()}
         system = system or SystemInfo()
-        env_digest = self._store_environment(system)
+        environment = self._store_environment(system)
         values = {
             "id": run_id,
             "experiment_id": exp.id,
@@ -155,13 +158,26 @@ class TrackingService:
             "git_commit": system.git_commit,
             "git_dirty": None if system.git_dirty is None else int(system.git_dirty),
             "python_version": system.python_version,
-            "environment_digest": env_digest,
+            "environment_digest": environment[0] if environment else None,
         }
         with self._db.transaction() as conn:
             if parent_run_id is not None:
                 repo.run_row(conn, parent_run_id)
             repo.insert_run(conn, values)
             repo.upsert_tags(conn, run_id, tag_values)
+            if environment is not None:
+                # The package list is also an artifact, so both modes can read it back.
+                digest, size = environment
+                repo.upsert_artifact(
+                    conn,
+                    {
+                        "run_id": run_id,
+                        "path": ENVIRONMENT_ARTIFACT,
+                        "digest": digest,
+                        "size": size,
+                        "created_at": values["start_time"],
+                    },
+                )
         return repo.run_from_values(values, tags=tag_values)
 
     def get_run(self, run_id: str) -> Run:
