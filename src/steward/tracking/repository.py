@@ -39,6 +39,7 @@ _INSERT_RUN = insert(runs)
 _RUN_BY_ID = select(runs).where(runs.c.id == bindparam("run_id"))
 _UPDATE_RUN = update(runs).where(runs.c.id == bindparam("target_id"))
 _INSERT_CHUNKS = insert(metric_chunks)
+_INSERT_ARTIFACT = insert(artifacts)
 _PARAMS_OF_RUN = select(params.c.key, params.c.value).where(params.c.run_id == bindparam("run_id"))
 
 
@@ -321,6 +322,11 @@ def metric_history(conn: Connection, run_id: str, key: str) -> MetricSeries | No
 def upsert_artifact(conn: Connection, values: Mapping[str, Any]) -> None:
     """Record (or replace) the artifact at a path of a run."""
     conn.execute(_statement(conn, "artifact"), dict(values))
+
+
+def insert_artifact(conn: Connection, values: Mapping[str, Any]) -> None:
+    """Record an artifact at a path the run does not have yet."""
+    conn.execute(_INSERT_ARTIFACT, dict(values))
 
 
 def list_artifacts(conn: Connection, run_id: str) -> list[Artifact]:

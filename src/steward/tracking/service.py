@@ -168,7 +168,7 @@ class TrackingService:
             if environment is not None:
                 # The package list is also an artifact, so both modes can read it back.
                 digest, size = environment
-                repo.upsert_artifact(
+                repo.insert_artifact(
                     conn,
                     {
                         "run_id": run_id,
