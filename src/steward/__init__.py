@@ -10,6 +10,7 @@ The objects a user meets:
 """
 
 from steward._connect import Connection, configure, connect, default_connection
+from steward.core.signature import Signature, infer_signature
 from steward.errors import (
     AlreadyExists,
     Conflict,
@@ -17,6 +18,22 @@ from steward.errors import (
     InvalidInput,
     NotFound,
     StewardError,
+    UnsafeArtifact,
+)
+from steward.registry.flavors.pyfunc import ModelContext, PythonModel
+from steward.registry.loading import LoadedModel
+from steward.registry.models import ModelVersion, RegisteredModel
+from steward.registry.sdk import (
+    alias_history,
+    archive_model_version,
+    delete_alias,
+    export_onnx,
+    get_model,
+    get_model_version,
+    list_model_versions,
+    load_model,
+    register_model,
+    set_alias,
 )
 from steward.tracking.fluent import (
     ActiveRun,
@@ -56,21 +73,37 @@ __all__ = [
     "Experiment",
     "IntegrityError",
     "InvalidInput",
+    "LoadedModel",
+    "ModelContext",
+    "ModelVersion",
     "NotFound",
+    "PythonModel",
+    "RegisteredModel",
     "Run",
     "RunStatus",
+    "Signature",
     "StewardError",
+    "UnsafeArtifact",
     "__version__",
     "active_run",
+    "alias_history",
+    "archive_model_version",
     "configure",
     "connect",
     "default_connection",
+    "delete_alias",
     "delete_run",
     "download_artifact",
     "end_run",
+    "export_onnx",
     "get_metric_history",
+    "get_model",
+    "get_model_version",
     "get_run",
+    "infer_signature",
     "list_artifacts",
+    "list_model_versions",
+    "load_model",
     "log_artifact",
     "log_dict",
     "log_figure",
@@ -81,8 +114,10 @@ __all__ = [
     "log_params",
     "log_table",
     "log_text",
+    "register_model",
     "restore_run",
     "search_runs",
+    "set_alias",
     "set_tag",
     "set_tags",
     "start_run",

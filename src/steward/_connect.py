@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from steward.config import Settings, load_settings
+from steward.registry import sdk as registry_sdk
+from steward.registry.models import RegistryBackend
 from steward.tracking import fluent
 from steward.tracking.models import TrackingBackend
 
@@ -18,11 +20,13 @@ class Connection:
     Attributes:
         settings: The resolved settings.
         tracking: Experiments, runs, metrics, artifacts.
+        registry: Registered models, versions, aliases, lineage and cards.
         remote: Whether the services speak HTTP to a Steward server.
     """
 
     settings: Settings
     tracking: TrackingBackend
+    registry: RegistryBackend
     remote: bool
     _closer: Any = None
 
@@ -46,15 +50,25 @@ def connect(uri: str | None = None, **settings: Any) -> Connection:
     resolved = load_settings(uri=uri, **settings)
     if resolved.uri:
         from steward.client.http import HttpClient
+        from steward.client.registry import RemoteRegistryService
         from steward.client.tracking import RemoteTrackingService
 
         http = HttpClient(resolved.uri, token=resolved.token)
-        return Connection(resolved, RemoteTrackingService(http), remote=True, _closer=http.close)
+        return Connection(
+            resolved,
+            RemoteTrackingService(http),
+            RemoteRegistryService(http),
+            remote=True,
+            _closer=http.close,
+        )
+    from steward.registry.service import RegistryService
     from steward.store.platform import Platform
     from steward.tracking.service import TrackingService
 
     platform = Platform.from_settings(resolved)
-    return Connection(resolved, TrackingService(platform), remote=False, _closer=platform.close)
+    tracking = TrackingService(platform)
+    registry = RegistryService(platform, tracking)
+    return Connection(resolved, tracking, registry, remote=False, _closer=platform.close)
 
 
 _default: Connection | None = None
@@ -94,4 +108,10 @@ def _resolve() -> tuple[TrackingBackend, Settings]:
     return conn.tracking, conn.settings
 
 
+def _resolve_registry() -> tuple[RegistryBackend, Settings]:
+    conn = default_connection()
+    return conn.registry, conn.settings
+
+
 fluent.set_backend_resolver(_resolve)
+registry_sdk.set_registry_resolver(_resolve_registry)

@@ -123,6 +123,33 @@ def test_the_output_shows_what_was_recorded_and_what_to_run_next(demo: Demo) -> 
     assert "http://127.0.0.1:8080/docs" in out
 
 
+def test_the_model_is_registered_with_alias_card_and_lineage(demo: Demo) -> None:
+    registry = demo.connection.registry
+    version = registry.resolve(f"models:/{quickstart.MODEL_NAME}@staging")
+
+    assert version.version == "1.0.0"
+    assert version.run_id == demo.run_id
+    assert version.datasets["train"].startswith("breast-cancer-train@sha256:")
+    assert version.metrics["roc_auc"] > 0.9
+    assert len(version.signature.inputs.columns) == 30 if version.signature else False
+    assert [e.to_version for e in registry.alias_history(quickstart.MODEL_NAME)] == ["1.0.0"]
+    card = registry.get_card(quickstart.MODEL_NAME, "1.0.0", "md")
+    assert "Not for clinical use" in card
+    trained = registry.dataset_lineage(version.datasets["train"])
+    assert [(m["model"], m["version"]) for m in trained] == [(quickstart.MODEL_NAME, "1.0.0")]
+
+
+def test_the_output_shows_the_card_and_lineage(demo: Demo) -> None:
+    out = demo.stdout
+
+    assert "same predictions on the test set" in out
+    assert "Model card: breast-cancer 1.0.0" in out
+    assert "Intended use" in out
+    assert "train: breast-cancer-train@sha256:" in out
+    assert "steward models versions breast-cancer" in out
+    assert "steward lineage model breast-cancer 1.0.0" in out
+
+
 def test_home_option_records_into_that_home(
     steward_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -6,6 +6,7 @@ from typing import Annotated, cast
 
 from fastapi import Depends, Request
 
+from steward.registry.service import RegistryService
 from steward.tracking.service import TrackingService
 
 API_PREFIX = "/api/v1"
@@ -20,3 +21,12 @@ async def get_tracking(request: Request) -> TrackingService:
 
 Tracking = Annotated[TrackingService, Depends(get_tracking)]
 """A route parameter annotated ``Tracking`` receives the app's ``TrackingService``."""
+
+
+async def get_registry(request: Request) -> RegistryService:
+    """Return the app's ``RegistryService``."""
+    return cast(RegistryService, request.app.state.registry)
+
+
+Registry = Annotated[RegistryService, Depends(get_registry)]
+"""A route parameter annotated ``Registry`` receives the app's ``RegistryService``."""

@@ -171,3 +171,27 @@ def format_number(value: float | None, digits: int = 6) -> str:
     if value is None:
         return "-"
     return f"{value:.{digits}g}"
+
+
+VERSION_STATUS_STYLES: Mapping[str, str] = {"READY": "green", "ARCHIVED": "dim"}
+"""Colours of model version statuses (``steward.registry.models.VersionStatus``)."""
+
+
+def styled_version_status(status: str) -> str:
+    """Return a model version's status as rich markup: READY green, ARCHIVED dimmed."""
+    style = VERSION_STATUS_STYLES.get(status, "white")
+    return f"[{style}]{escape(status)}[/{style}]"
+
+
+def details_grid(rows: Sequence[tuple[str, str]]) -> Table:
+    """Return a borderless ``label  value`` grid for one object's details, labels in bold.
+
+    Args:
+        rows: ``(label, value)`` pairs, in order; values are rich markup (escape user text first).
+    """
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold", no_wrap=True)
+    grid.add_column(overflow="fold")
+    for label, value in rows:
+        grid.add_row(label, value)
+    return grid

@@ -4,11 +4,14 @@ Each stage is a function of the shared ``Demo`` state and appears in ``STAGES``;
 the model, serve it, monitor it) are added by appending to that list. The "track" stage trains a
 classifier on scikit-learn's bundled breast-cancer data (no downloads) inside ``steward.start_run`` and
 records params, per-epoch and per-fold metrics, final metrics, tags, the model (skops, never pickle),
-plots and a table of test predictions.
+plots and a table of test predictions. The "register" stage registers that model with its signature
+and training data, points the alias ``staging`` at it, loads it back through the alias, and prints its
+model card and lineage.
 """
 
 from __future__ import annotations
 
+import hashlib
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,9 +24,11 @@ import pandas as pd
 import typer
 from rich.columns import Columns
 from rich.console import Console
+from rich.markdown import Markdown
 from rich.progress import BarColumn, Progress, SpinnerColumn, TaskID, TaskProgressColumn, TextColumn
 
 import steward
+from steward.cli.lineage import lineage_tree
 from steward.cli.output import (
     artifact_table,
     console,
@@ -38,6 +43,7 @@ if TYPE_CHECKING:
 
 EXPERIMENT = "quickstart"
 RUN_NAME = "sgd-logistic-regression"
+MODEL_NAME = "breast-cancer"
 Array = npt.NDArray[Any]
 
 
@@ -50,6 +56,9 @@ class Demo:
         seed: Seeds every random choice, so a rerun reproduces the numbers.
         env_prefix: Prefix for the commands shown at the end (``STEWARD_HOME=… `` with ``--home``).
         run_id: The run the "track" stage recorded.
+        data: The split data the "track" stage trained on.
+        model: The fitted model the "track" stage trained.
+        model_version: The version the "register" stage registered.
         notes: Sentences about what was recorded, printed at the end.
         next_steps: ``(command, what it shows)`` pairs printed at the end.
     """
@@ -58,6 +67,9 @@ class Demo:
     seed: int = 42
     env_prefix: str = ""
     run_id: str | None = None
+    data: Dataset | None = None
+    model: Any = None
+    model_version: str | None = None
     notes: list[str] = field(default_factory=list)
     next_steps: list[tuple[str, str]] = field(default_factory=list)
 
@@ -141,7 +153,7 @@ def track(demo: Demo) -> None:
         progress.update(task, description="saving the model, plots and predictions")
         _log_artifacts(model, data, curve)
         progress.update(task, description="done", completed=total)
-    demo.run_id = run.id
+    demo.run_id, demo.data, demo.model = run.id, data, model
     demo.notes += [
         f"History: train_loss, train_accuracy, val_loss and val_accuracy have one point per epoch "
         f"({params['epochs']}), cv_fold_accuracy one per fold ({params['cv_folds']}); read them with "
@@ -229,7 +241,7 @@ def _evaluate(model: Any, data: Dataset) -> dict[str, float]:
 
 def _log_artifacts(model: Any, data: Dataset, curve: list[dict[str, float]]) -> None:
     """Record the model (skops), the plots, the feature names and the test predictions."""
-    import skops.io as sio  # type: ignore[import-untyped]
+    import skops.io as sio
 
     with tempfile.TemporaryDirectory(prefix="steward-quickstart-") as folder:
         path = Path(folder) / "model.skops"
@@ -275,7 +287,80 @@ def _learning_curve_figure(curve: list[dict[str, float]]) -> Figure:
     return figure
 
 
-STAGES: list[Stage] = [Stage("track", "train a classifier and track the run", track)]
+def dataset_id(data: Dataset) -> str:
+    """A stable id for the training split: its source and the digest of its bytes.
+
+    The data layer will register real dataset versions; until then the digest makes the lineage exact.
+    """
+    digest = hashlib.sha256(data.x_train.tobytes() + data.y_train.tobytes()).hexdigest()
+    return f"breast-cancer-train@sha256:{digest[:16]}"
+
+
+CARD_SECTIONS = {
+    "intended_use": "A demonstration of Steward's lifecycle: scores breast-cancer biopsy features "
+    "(Wisconsin diagnostic data) as malignant or benign. Not for clinical use.",
+    "training_data": "scikit-learn's bundled load_breast_cancer: 569 biopsies, 30 numeric features; "
+    "a stratified 60/15/25 split into train, validation and test.",
+    "limitations": "Trained on one small, old, single-site dataset; accuracy elsewhere is unknown. "
+    "A linear model: it cannot capture interactions between features.",
+}
+
+
+def register(demo: Demo) -> None:
+    """Stage "register": register the model, alias it staging, load it back, print card and lineage."""
+    if demo.data is None or demo.model is None or demo.run_id is None:
+        raise RuntimeError("the register stage needs the track stage's model")
+    data, model = demo.data, demo.model
+    features = pd.DataFrame(data.x_train, columns=data.feature_names)
+    signature = steward.infer_signature(features, model.predict_proba(data.x_train))
+    version = steward.register_model(
+        MODEL_NAME,
+        model,
+        flavor="sklearn",
+        run_id=demo.run_id,
+        signature=signature,
+        datasets={"train": dataset_id(data)},
+        description="SGD logistic regression on the breast-cancer data (quickstart).",
+        predict_fn="predict_proba",
+    )
+    steward.set_alias(MODEL_NAME, "staging", version.version, reason="quickstart: first candidate")
+    loaded = steward.load_model(f"models:/{MODEL_NAME}@staging")
+    test = pd.DataFrame(data.x_test, columns=data.feature_names)
+    same = np.allclose(loaded.predict(test), model.predict_proba(data.x_test))
+    registry = steward.default_connection().registry
+    registry.save_card(MODEL_NAME, version.version, CARD_SECTIONS)
+    demo.model_version = version.version
+    out = demo.console
+    out.print(
+        f"Registered [bold]{MODEL_NAME} {version.version}[/bold] ({version.flavor}, "
+        f"{len(version.files)} file(s), manifest sha256 {version.manifest_digest[:12]}…); alias "
+        f"[cyan]staging[/cyan] → {version.version}. Loaded back through models:/{MODEL_NAME}@staging: "
+        f"{'same predictions on the test set' if same else '[red]predictions differ[/red]'}."
+    )
+    out.rule("model card")
+    out.print(Markdown(registry.get_card(MODEL_NAME, version.version, "md")))
+    out.rule("lineage")
+    out.print(lineage_tree(registry.model_lineage(MODEL_NAME, version.version)))
+    demo.notes += [
+        f"The model version's files are content-addressed and listed with their SHA-256 in "
+        f"steward-model.yaml; load_model checks every digest, and predict checks inputs against the "
+        f"signature ({len(signature.inputs.columns)} named float columns).",
+    ]
+    demo.next_steps += [
+        (f"steward models versions {MODEL_NAME}", "the registered versions and their aliases"),
+        (
+            f"steward models card {MODEL_NAME} {version.version} --format html -o card.html",
+            "the card as HTML",
+        ),
+        (f"steward lineage model {MODEL_NAME} {version.version}", "run, params, commit and data behind it"),
+        (f"steward lineage dataset {dataset_id(data)}", "every model trained on that data"),
+    ]
+
+
+STAGES: list[Stage] = [
+    Stage("track", "train a classifier and track the run", track),
+    Stage("register", "register the model, alias it staging, show its card and lineage", register),
+]
 """The demo's stages, in order; add a stage by appending to this list."""
 
 

@@ -4,11 +4,20 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
+from typing import overload
 
 
 def now_ms() -> int:
     """Return the current time as integer Unix milliseconds."""
     return time.time_ns() // 1_000_000
+
+
+@overload
+def from_ms(ms: int) -> datetime: ...
+
+
+@overload
+def from_ms(ms: None) -> None: ...
 
 
 def from_ms(ms: int | None) -> datetime | None:

@@ -115,3 +115,101 @@ artifacts = Table(
     Column("size", BigInteger, nullable=False),
     Column("created_at", BigInteger, nullable=False),
 )
+
+registered_models = Table(
+    "registered_models",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("name", String(128), nullable=False),
+    Column("description", Text, nullable=False, default=""),
+    Column("created_at", BigInteger, nullable=False),
+    Column("created_by", String(256), nullable=False, default=""),
+    UniqueConstraint("name"),
+)
+
+model_versions = Table(
+    "model_versions",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("model_id", String(32), ForeignKey("registered_models.id"), nullable=False),
+    Column("version", String(128), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("flavor", String(32), nullable=False),
+    Column("run_id", String(32), ForeignKey("runs.id"), nullable=True),
+    Column("description", Text, nullable=False, default=""),
+    Column("input_schema", Text, nullable=True),
+    Column("manifest_digest", String(64), nullable=False),
+    Column("manifest", Text, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("created_by", String(256), nullable=False, default=""),
+    Column("archived_at", BigInteger, nullable=True),
+    Column("archived_reason", Text, nullable=False, default=""),
+    UniqueConstraint("model_id", "version"),
+    Index("ix_model_versions_run", "run_id"),
+)
+"""One row per version; ``manifest`` is the JSON copy of the bundle's ``steward-model.yaml`` blob."""
+
+model_formats = Table(
+    "model_formats",
+    metadata,
+    Column("version_id", String(32), ForeignKey("model_versions.id"), primary_key=True),
+    Column("name", String(32), primary_key=True),
+    Column("flavor", String(32), nullable=False),
+    Column("manifest_digest", String(64), nullable=False),
+    Column("manifest", Text, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+)
+"""Further formats of a version (``export_onnx`` adds ``onnx``), each its own verified bundle."""
+
+model_aliases = Table(
+    "model_aliases",
+    metadata,
+    Column("model_id", String(32), ForeignKey("registered_models.id"), primary_key=True),
+    Column("alias", String(128), primary_key=True),
+    Column("version_id", String(32), ForeignKey("model_versions.id"), nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+    Column("updated_by", String(256), nullable=False, default=""),
+    Index("ix_model_aliases_version", "version_id"),
+)
+
+alias_events = Table(
+    "alias_events",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("model_id", String(32), ForeignKey("registered_models.id"), nullable=False),
+    Column("alias", String(128), nullable=False),
+    Column("from_version", String(128), nullable=True),
+    Column("to_version", String(128), nullable=True),
+    Column("actor", String(256), nullable=False),
+    Column("at", BigInteger, nullable=False),
+    Column("reason", Text, nullable=False, default=""),
+    Index("ix_alias_events_model", "model_id", "id"),
+)
+"""Every move of every alias: who, when, from which version to which, and why."""
+
+model_cards = Table(
+    "model_cards",
+    metadata,
+    Column("version_id", String(32), ForeignKey("model_versions.id"), primary_key=True),
+    Column("fields", Text, nullable=False),
+    Column("markdown_digest", String(64), nullable=False),
+    Column("html_digest", String(64), nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+    Column("updated_by", String(256), nullable=False, default=""),
+)
+
+lineage_edges = Table(
+    "lineage_edges",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("source_kind", String(32), nullable=False),
+    Column("source_id", String(128), nullable=False),
+    Column("target_kind", String(32), nullable=False),
+    Column("target_id", String(128), nullable=False),
+    Column("relation", String(32), nullable=False),
+    Column("role", String(128), nullable=False, default=""),
+    Column("created_at", BigInteger, nullable=False),
+    Index("ix_lineage_edges_source", "source_kind", "source_id"),
+    Index("ix_lineage_edges_target", "target_kind", "target_id"),
+)
+"""Arrows between artifacts of the lifecycle (a dataset version ``trained`` a model version …)."""

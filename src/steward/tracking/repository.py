@@ -332,7 +332,7 @@ def insert_artifact(conn: Connection, values: Mapping[str, Any]) -> None:
 def list_artifacts(conn: Connection, run_id: str) -> list[Artifact]:
     """Return a run's artifacts sorted by path."""
     rows = conn.execute(select(artifacts).where(artifacts.c.run_id == run_id).order_by(artifacts.c.path))
-    return [Artifact(r.path, r.digest, r.size, from_ms(r.created_at)) for r in rows]  # type: ignore[arg-type]
+    return [Artifact(r.path, r.digest, r.size, from_ms(r.created_at)) for r in rows]
 
 
 def search_runs(
