@@ -31,7 +31,7 @@ def upload(api: httpx.Client, data: bytes = b"weights", path: str = "model.bin")
 
 
 def register(api: httpx.Client, **body: Any) -> dict[str, Any]:
-    response = api.post("/models/churn/versions", json={"flavor": "raw", "files": [upload(api)], **body})
+    response = api.post("/models/churn/versions", json={"flavor": "sklearn", "files": [upload(api)], **body})
     assert response.status_code == 201, response.text
     return dict(response.json())
 
@@ -65,20 +65,22 @@ def test_registering_answers_201_and_mistakes_answer_400_404_409_422(api: httpx.
         api.post("/models/a%20b/files", params={"path": "m.bin"}, content=b"x"), 400, "invalid_input"
     )
     duplicate = api.post(
-        "/models/churn/versions", json={"flavor": "raw", "files": [stored], "version": "1.0.0"}
+        "/models/churn/versions", json={"flavor": "sklearn", "files": [stored], "version": "1.0.0"}
     )
     assert_error(duplicate, 409, "conflict", "version")
     bad_version = api.post(
-        "/models/churn/versions", json={"flavor": "raw", "files": [stored], "version": "1.2"}
+        "/models/churn/versions", json={"flavor": "sklearn", "files": [stored], "version": "1.2"}
     )
     assert_error(bad_version, 400, "invalid_input", "version")
-    no_run = api.post("/models/churn/versions", json={"flavor": "raw", "files": [stored], "run_id": "nope"})
+    no_run = api.post(
+        "/models/churn/versions", json={"flavor": "sklearn", "files": [stored], "run_id": "nope"}
+    )
     assert_error(no_run, 404, "not_found")
     unknown_field = api.post(
-        "/models/churn/versions", json={"flavor": "raw", "files": [stored], "owner": "x"}
+        "/models/churn/versions", json={"flavor": "sklearn", "files": [stored], "owner": "x"}
     )
     assert_error(unknown_field, 422, "invalid_input", "owner")
-    nested = api.post("/models/churn/versions", json={"flavor": "raw", "files": [{**stored, "mode": 1}]})
+    nested = api.post("/models/churn/versions", json={"flavor": "sklearn", "files": [{**stored, "mode": 1}]})
     assert_error(nested, 422, "invalid_input", "files.0.mode")
     assert_error(api.post("/models/churn/versions", content=b"{"), 422, "invalid_input", "body")
     fmt = api.post("/models/churn/versions/1.0.0/formats/onnx", json={"flavor": "onnx", "files": [stored]})

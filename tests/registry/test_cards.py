@@ -234,7 +234,7 @@ def test_a_saved_card_round_trips_and_fields_merge_across_saves(
     tracking.log_params(run.id, {"C": 0.5})
     tracking.end_run(run.id, RunStatus.FINISHED)
     spec = VersionSpec(
-        flavor="raw", files=[upload()], run_id=run.id, datasets={"train": "ds-1"}, metrics={"auc": 0.9}
+        flavor="sklearn", files=[upload()], run_id=run.id, datasets={"train": "ds-1"}, metrics={"auc": 0.9}
     )
     registry.create_version("churn", spec)
 
@@ -261,7 +261,7 @@ def test_a_saved_card_round_trips_and_fields_merge_across_saves(
 
 
 def test_a_card_never_saved_is_rendered_on_first_read(registry: RegistryBackend, upload: Upload) -> None:
-    registry.create_version("churn", VersionSpec(flavor="raw", files=[upload()]))
+    registry.create_version("churn", VersionSpec(flavor="sklearn", files=[upload()]))
 
     markdown = registry.get_card("churn", "1.0.0")
 
@@ -270,7 +270,7 @@ def test_a_card_never_saved_is_rendered_on_first_read(registry: RegistryBackend,
 
 
 def test_saving_an_unknown_field_changes_nothing(registry: RegistryBackend, upload: Upload) -> None:
-    registry.create_version("churn", VersionSpec(flavor="raw", files=[upload()]))
+    registry.create_version("churn", VersionSpec(flavor="sklearn", files=[upload()]))
     registry.save_card("churn", "1.0.0", {"evaluation": "Holdout AUC."})
 
     with pytest.raises(InvalidInput):

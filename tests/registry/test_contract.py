@@ -21,9 +21,9 @@ if TYPE_CHECKING:
 
 
 def spec(files: ModelFile | list[ModelFile], **fields: object) -> VersionSpec:
-    """A ``VersionSpec`` of flavor ``raw`` (no flavor code involved) over ``files``."""
+    """A ``VersionSpec`` over ``files`` (these tests never load the files, so any flavor name serves)."""
     listed = [files] if isinstance(files, ModelFile) else files
-    return VersionSpec(flavor="raw", files=listed, **fields)  # type: ignore[arg-type]
+    return VersionSpec(flavor="sklearn", files=listed, **fields)  # type: ignore[arg-type]
 
 
 def signature(*columns: tuple[str, str]) -> Signature:
@@ -47,6 +47,15 @@ def test_versions_count_up_by_minor_and_a_new_input_signature_bumps_major(
     assert register(registry, upload) == "2.1.0"  # no signature: nothing to compare, a retrain
     model = registry.get_model("churn")
     assert (model.name, model.latest_version, model.version_count) == ("churn", "2.1.0", 4)
+    # Compared with the highest version that has a signature, not with the unsigned 2.1.0.
+    assert register(registry, upload, signature=signature(("a", "float64"))) == "3.0.0"
+
+
+def test_unknown_flavor_is_refused(registry: RegistryBackend, upload: Upload) -> None:
+    with pytest.raises(InvalidInput, match="unknown flavor 'raw'"):
+        registry.create_version("churn", VersionSpec(flavor="raw", files=[upload()]))
+    with pytest.raises(NotFound):
+        registry.get_model("churn")
 
 
 def test_explicit_version_is_checked_and_never_reused(registry: RegistryBackend, upload: Upload) -> None:
@@ -232,7 +241,7 @@ def test_read_file_returns_the_exact_bytes_and_the_manifest(
     assert hashlib.sha256(registry.read_file("churn", "1.0.0", MANIFEST_NAME)).hexdigest() == (
         created.manifest_digest
     )
-    assert (manifest["name"], manifest["version"], manifest["flavor"]) == ("churn", "1.0.0", "raw")
+    assert (manifest["name"], manifest["version"], manifest["flavor"]) == ("churn", "1.0.0", "sklearn")
     assert manifest["files"] == [
         {"path": "config.yaml", "digest": hashlib.sha256(config).hexdigest(), "size": len(config)},
         {"path": "weights/layer 1.bin", "digest": hashlib.sha256(weights).hexdigest(), "size": len(weights)},

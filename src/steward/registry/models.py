@@ -3,6 +3,7 @@ client both implement."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -11,9 +12,27 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from steward.core.signature import Signature
+from steward.errors import InvalidInput
 
 MANIFEST_NAME = "steward-model.yaml"
 PRIMARY_FORMAT = "model"
+_REFERENCE = re.compile(r"^models:/(?P<name>[^/@]+)(?:/(?P<version>[^/@]+)|@(?P<alias>[^/@]+))?$")
+
+
+def parse_reference(reference: str) -> tuple[str, str | None, str | None]:
+    """Split ``models:/name/1.2.0`` / ``models:/name@alias`` / ``models:/name`` into (name, version, alias).
+
+    Raises:
+        InvalidInput: For any other form.
+    """
+    match = _REFERENCE.match(reference) if isinstance(reference, str) else None
+    if match is None:
+        raise InvalidInput(
+            f"invalid model reference {reference!r}: use models:/<name>/<version>, models:/<name>@<alias> "
+            "or models:/<name>",
+            {"field": "uri"},
+        )
+    return match["name"], match["version"], match["alias"]
 
 
 class VersionStatus(StrEnum):

@@ -30,6 +30,14 @@ _ALIAS_TARGET = (
     .join(model_aliases, model_aliases.c.version_id == model_versions.c.id)
     .where(model_aliases.c.model_id == bindparam("model_id"), model_aliases.c.alias == bindparam("alias"))
 )
+_ALIASES_OF_VERSIONS = (
+    select(model_aliases.c.version_id, model_aliases.c.alias)
+    .where(model_aliases.c.version_id.in_(bindparam("ids", expanding=True)))
+    .order_by(model_aliases.c.alias)
+)
+_FORMATS_OF_VERSIONS = select(
+    model_formats.c.version_id, model_formats.c.name, model_formats.c.manifest
+).where(model_formats.c.version_id.in_(bindparam("ids", expanding=True)))
 
 
 def find_model(conn: Connection, name: str) -> Row[Any] | None:
@@ -122,12 +130,7 @@ def aliases_by_version(conn: Connection, version_ids: Iterable[str]) -> dict[str
     ids = list(version_ids)
     found: dict[str, list[str]] = defaultdict(list)
     if ids:
-        query = (
-            select(model_aliases.c.version_id, model_aliases.c.alias)
-            .where(model_aliases.c.version_id.in_(ids))
-            .order_by(model_aliases.c.alias)
-        )
-        for row in conn.execute(query):
+        for row in conn.execute(_ALIASES_OF_VERSIONS, {"ids": ids}):
             found[row.version_id].append(row.alias)
     return {k: tuple(v) for k, v in found.items()}
 
@@ -137,10 +140,7 @@ def formats_by_version(conn: Connection, version_ids: Iterable[str]) -> dict[str
     ids = list(version_ids)
     found: dict[str, dict[str, Any]] = defaultdict(dict)
     if ids:
-        query = select(model_formats.c.version_id, model_formats.c.name, model_formats.c.manifest).where(
-            model_formats.c.version_id.in_(ids)
-        )
-        for row in conn.execute(query):
+        for row in conn.execute(_FORMATS_OF_VERSIONS, {"ids": ids}):
             found[row.version_id][row.name] = json.loads(row.manifest)
     return found
 

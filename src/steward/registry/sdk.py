@@ -287,5 +287,8 @@ def export_onnx(uri: str, sample: Any = None, *, rtol: float = 1e-4, atol: float
     with tempfile.TemporaryDirectory(prefix="steward-onnx-") as tmp:
         saved = onnx_flavor.save(onnx_bytes, Path(tmp), **choice)
         files = _upload_dir(backend, version.model, Path(tmp))
-    options: dict[str, Any] = {**saved.options, "requirements": pinned_requirements(saved.packages, saved.modules)}
+    options: dict[str, Any] = {
+        **saved.options,
+        "requirements": pinned_requirements(saved.packages, saved.modules),
+    }
     return backend.add_format(version.model, version.version, "onnx", "onnx", options, files)

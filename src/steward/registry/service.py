@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import yaml
 from sqlalchemy.exc import IntegrityError as SQLIntegrityError
 
 from steward.core.ids import new_id
@@ -18,6 +16,14 @@ from steward.core.time import from_ms, now_ms
 from steward.errors import Conflict, InvalidInput, NotFound
 from steward.registry import repository as repo
 from steward.registry.cards import check_card_fields, render_card
+from steward.registry.manifest import (
+    check_files,
+    check_flavor,
+    format_manifest,
+    lineage_edges,
+    manifest_bytes,
+    version_manifest,
+)
 from steward.registry.models import (
     MANIFEST_NAME,
     PRIMARY_FORMAT,
@@ -27,52 +33,13 @@ from steward.registry.models import (
     RegisteredModel,
     VersionSpec,
     VersionStatus,
+    parse_reference,
 )
 from steward.store.platform import Platform
 from steward.tracking.service import TrackingService
 
-MANIFEST_FORMAT = 1
 RESERVED_ALIASES = frozenset({"latest"})
-_REFERENCE = re.compile(r"^models:/(?P<name>[^/@]+)(?:/(?P<version>[^/@]+)|@(?P<alias>[^/@]+))?$")
-_FILE_PATH = re.compile(r"^(?!/)(?!.*(?:^|/)\.\.?(?:/|$))[A-Za-z0-9._\-/ ]{1,512}$")
 _MAX_ATTEMPTS = 8
-
-
-def parse_reference(reference: str) -> tuple[str, str | None, str | None]:
-    """Split ``models:/name/1.2.0`` / ``models:/name@alias`` / ``models:/name`` into (name, version, alias).
-
-    Raises:
-        InvalidInput: For any other form.
-    """
-    match = _REFERENCE.match(reference) if isinstance(reference, str) else None
-    if match is None:
-        raise InvalidInput(
-            f"invalid model reference {reference!r}: use models:/<name>/<version>, models:/<name>@<alias> "
-            "or models:/<name>",
-            {"field": "uri"},
-        )
-    return match["name"], match["version"], match["alias"]
-
-
-def manifest_bytes(manifest: Mapping[str, Any]) -> bytes:
-    """The ``steward-model.yaml`` text of a manifest (keys in a fixed, readable order)."""
-    # libyaml's emitter when PyYAML has it: the pure-Python one takes ~25 ms for a 30-column signature.
-    dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
-    text: str = yaml.dump(dict(manifest), Dumper=dumper, sort_keys=False, allow_unicode=True)
-    return text.encode()
-
-
-def _check_files(files: Sequence[ModelFile]) -> list[ModelFile]:
-    if not files:
-        raise InvalidInput("a model version needs at least one file", {"field": "files"})
-    seen: set[str] = set()
-    for f in files:
-        if not _FILE_PATH.match(f.path) or f.path == MANIFEST_NAME:
-            raise InvalidInput(f"invalid bundle file path {f.path!r}", {"field": "files", "path": f.path})
-        if f.path in seen:
-            raise InvalidInput(f"bundle file {f.path!r} listed twice", {"field": "files", "path": f.path})
-        seen.add(f.path)
-    return sorted(files, key=lambda f: f.path)
 
 
 class RegistryService:
@@ -142,12 +109,13 @@ class RegistryService:
             InvalidInput: For a bad model name or file path.
         """
         validate_name(model, "model")
-        _check_files([ModelFile(path, "", 0)])
+        check_files([ModelFile(path, "", 0)])
         ref = self.platform.blobs.put_file(local_path)
         return ModelFile(path, ref.digest, ref.size)
 
     def _check_spec(self, spec: VersionSpec) -> list[ModelFile]:
-        files = _check_files(spec.files)
+        check_flavor(spec.flavor)
+        files = check_files(spec.files)
         for f in files:
             if not self.platform.blobs.exists(f.digest):
                 raise InvalidInput(
@@ -230,51 +198,11 @@ class RegistryService:
         run_metrics: Mapping[str, float],
     ) -> ModelVersion | None:
         inputs = json.dumps(spec.signature.inputs.to_dict(), sort_keys=True) if spec.signature else None
-        now = now_ms()
-        actor = self.platform.actor
-        manifest: dict[str, Any] = {
-            "steward_model": MANIFEST_FORMAT,
-            "name": model,
-            "version": version,
-            "flavor": spec.flavor,
-            "flavor_options": dict(spec.flavor_options),
-            "files": [f.to_json() for f in files],
-            "signature": spec.signature.to_dict() if spec.signature else None,
-            "requirements": list(spec.requirements),
-            "python_version": spec.python_version,
-            "run": run,
-            "datasets": dict(spec.datasets),
-            "metrics": {**run_metrics, **spec.metrics},
-            "description": spec.description,
-            "created_at": from_ms(now).isoformat(),
-            "created_by": actor,
-        }
+        now, actor = now_ms(), self.platform.actor
+        manifest = version_manifest(model, version, spec, files, run, run_metrics, now, actor)
         ref = self.platform.blobs.put_bytes(manifest_bytes(manifest))
         version_id = new_id()
-        edges = [
-            {
-                "source_kind": "dataset_version",
-                "source_id": dataset,
-                "target_kind": "model_version",
-                "target_id": version_id,
-                "relation": "trained_on",
-                "role": role,
-                "created_at": now,
-            }
-            for role, dataset in sorted(spec.datasets.items())
-        ]
-        if spec.run_id is not None:
-            edges.append(
-                {
-                    "source_kind": "run",
-                    "source_id": spec.run_id,
-                    "target_kind": "model_version",
-                    "target_id": version_id,
-                    "relation": "produced",
-                    "role": "",
-                    "created_at": now,
-                }
-            )
+        edges = lineage_edges(version_id, spec, now)
         values = {
             "id": version_id,
             "version": version,
@@ -336,19 +264,7 @@ class RegistryService:
         if name in target.formats:
             raise Conflict(f"{target.uri} already has a {name!r} format", {"field": "format"})
         now = now_ms()
-        manifest = {
-            "steward_model": MANIFEST_FORMAT,
-            "name": model,
-            "version": version,
-            "format": name,
-            "flavor": flavor,
-            "flavor_options": dict(options),
-            "files": [f.to_json() for f in checked],
-            "signature": target.manifest.get("signature"),
-            "requirements": list(options.get("requirements", ())) if "requirements" in options else [],
-            "created_at": from_ms(now).isoformat(),
-            "created_by": self.platform.actor,
-        }
+        manifest = format_manifest(target.manifest, name, flavor, options, checked, now, self.platform.actor)
         ref = self.platform.blobs.put_bytes(manifest_bytes(manifest))
         values = {
             "version_id": target.id,
