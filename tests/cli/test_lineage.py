@@ -9,39 +9,16 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-import steward
 from steward.cli.app import app
-from steward.registry.models import VersionSpec
-from steward.tracking.models import RunStatus, SystemInfo
+from tests.cli.registry_helpers import register
 
 runner = CliRunner()
-
-
-def register(folder: Path, model: str, datasets: dict[str, str], run_name: str | None = None) -> str:
-    """Register a version of ``model`` on ``datasets`` (from a finished run if named); return its number."""
-    conn = steward.connect()
-    try:
-        run_id = None
-        if run_name is not None:
-            run = conn.tracking.create_run(
-                "churn-exp", run_name, system=SystemInfo(git_commit="0123abcd", git_dirty=False)
-            )
-            conn.tracking.log_params(run.id, {"C": 0.5, "penalty": "l2"})
-            conn.tracking.end_run(run.id, RunStatus.FINISHED)
-            run_id = run.id
-        local = folder / f"{model}.bin"
-        local.write_bytes(model.encode())
-        uploaded = conn.registry.upload_file(model, local, "model.bin")
-        spec = VersionSpec(flavor="sklearn", files=[uploaded], run_id=run_id, datasets=datasets)
-        return conn.registry.create_version(model, spec).version
-    finally:
-        conn.close()
 
 
 @pytest.fixture
 def models(steward_home: Path, tmp_path: Path) -> None:
     """``churn`` 1.0.0 (run ``lr``; train ds-1, holdout ds-9), 1.1.0 (train ds-2); ``fraud`` 1.0.0 (ds-1)."""
-    register(tmp_path, "churn", {"train": "ds-1", "holdout": "ds-9"}, run_name="lr")
+    register(tmp_path, "churn", {"train": "ds-1", "holdout": "ds-9"}, run_name="lr", git_dirty=False)
     register(tmp_path, "churn", {"train": "ds-2"})
     register(tmp_path, "fraud", {"features": "ds-1"})
 
