@@ -309,6 +309,9 @@ def test_unknown_run_or_missing_file_registers_nothing(
         registry.create_version("churn", spec(ModelFile("model.bin", "not-a-digest", 10)))
     with pytest.raises(InvalidInput):
         registry.create_version("churn", spec([]))
+    stored = upload()
+    with pytest.raises(InvalidInput, match="bytes in the store"):
+        registry.create_version("churn", spec(ModelFile(stored.path, stored.digest, stored.size + 1)))
     assert registry.list_models() == []
     with pytest.raises(NotFound):
         registry.get_model("churn")

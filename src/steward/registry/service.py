@@ -117,9 +117,16 @@ class RegistryService:
         check_flavor(spec.flavor)
         files = check_files(spec.files)
         for f in files:
-            if not self.platform.blobs.exists(f.digest):
+            try:
+                stored = self.platform.blobs.size(f.digest)
+            except (NotFound, InvalidInput):
                 raise InvalidInput(
                     f"bundle file {f.path!r} was not uploaded (blob {f.digest} is missing)",
+                    {"field": "files", "path": f.path},
+                ) from None
+            if stored != f.size:
+                raise InvalidInput(
+                    f"bundle file {f.path!r} is {stored} bytes in the store, not {f.size}",
                     {"field": "files", "path": f.path},
                 )
         for role, dataset in spec.datasets.items():
