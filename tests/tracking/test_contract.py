@@ -64,14 +64,16 @@ def test_run_records_status_times_and_system_info(tracking: TrackingBackend) -> 
     assert (run.git_commit, run.git_dirty, run.python_version) == ("a" * 40, True, "3.11.7")
     assert run.environment_digest is not None and len(run.environment_digest) == 64
     assert run.tags == {"team": "risk"}
-    ended = tracking.end_run(run.id, RunStatus.FINISHED)
+    tracking.end_run(run.id, RunStatus.FINISHED)
+    ended = tracking.get_run(run.id)
     assert ended.status is RunStatus.FINISHED
     assert ended.end_time is not None and ended.end_time >= ended.start_time
 
 
 def test_failed_run_keeps_its_error_message(tracking: TrackingBackend) -> None:
     run = tracking.create_run("churn")
-    ended = tracking.end_run(run.id, RunStatus.FAILED, "ValueError: bad fold")
+    tracking.end_run(run.id, RunStatus.FAILED, "ValueError: bad fold")
+    ended = tracking.get_run(run.id)
     assert ended.status is RunStatus.FAILED and ended.error == "ValueError: bad fold"
     with pytest.raises(Conflict):
         tracking.end_run(run.id, RunStatus.FINISHED)

@@ -176,10 +176,11 @@ def get_run(run_id: str, tracking: Tracking) -> Response:
     return _json(tracking.get_run(run_id).to_json())
 
 
-@router.post("/runs/{run_id}/end", summary="End a run")
+@router.post("/runs/{run_id}/end", status_code=204, summary="End a run")
 def end_run(run_id: str, body: EndRunIn, tracking: Tracking) -> Response:
     """End a RUNNING run as FINISHED, FAILED or KILLED; 409 if it already ended."""
-    return _json(tracking.end_run(run_id, body.status, body.error).to_json())
+    tracking.end_run(run_id, body.status, body.error)
+    return Response(status_code=204)
 
 
 @router.post("/runs/{run_id}/params", status_code=204, summary="Log parameters")

@@ -128,7 +128,7 @@ class RemoteTrackingService:
         status: RunStatus,
         error: str | None = None,
         metrics: Sequence[MetricSeries] = (),
-    ) -> Run:
+    ) -> None:
         """Write the run's last metric points, then end it with a terminal status.
 
         Raises:
@@ -138,7 +138,7 @@ class RemoteTrackingService:
         value = status.value if isinstance(status, RunStatus) else str(status)
         if metrics:
             self.log_metrics(run_id, metrics)
-        return Run.from_json(self.http.json("POST", f"{_run(run_id)}/end", {"status": value, "error": error}))
+        self.http.request("POST", f"{_run(run_id)}/end", json={"status": value, "error": error})
 
     def log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
         """Record parameters.

@@ -197,7 +197,7 @@ class TrackingBackend(Protocol):
         status: RunStatus,
         error: str | None = None,
         metrics: Sequence[MetricSeries] = (),
-    ) -> Run:
+    ) -> None:
         """Write the run's last metric points (if any) and end it; ``Conflict`` if it already ended."""
         ...
 

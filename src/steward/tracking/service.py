@@ -195,8 +195,10 @@ class TrackingService:
         status: RunStatus,
         error: str | None = None,
         metrics: Sequence[MetricSeries] = (),
-    ) -> Run:
+    ) -> None:
         """Write the run's last metric points and end it with a terminal status, in one transaction.
+
+        Nothing is read back (``get_run`` does that): ending is on the path of every run.
 
         Raises:
             InvalidInput: If ``status`` is RUNNING.
@@ -207,11 +209,10 @@ class TrackingService:
             raise InvalidInput("a run ends as FINISHED, FAILED or KILLED", {"field": "status"})
         checked = self._checked_series(metrics)
         with self._db.transaction() as conn:
-            row = repo.writable_run(conn, run_id, "its end")
+            repo.writable_run(conn, run_id, "its end")
             repo.insert_metric_series(conn, run_id, checked)
             change = {"status": status.value, "end_time": now_ms(), "error": (error or None)}
             repo.update_run(conn, run_id, change)
-            return repo.load_runs(conn, [row], override=change)[0]
 
     def log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
         """Record parameters.
