@@ -25,12 +25,10 @@ import contextlib
 import datetime as dt
 import json
 import os
-import platform
 import random
 import shlex
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -43,21 +41,37 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-BENCH_DIR = ROOT / "benchmarks"
-PEER_VENV = BENCH_DIR / ".peers" / "mlflow"
-PEER_PYTHON = PEER_VENV / "bin" / "python"
-PEER_MLFLOW = PEER_VENV / "bin" / "mlflow"
+from _common import (
+    BENCH_DIR,
+    CLIENT_CORE,
+    DOCS_PATH,
+    MLFLOW_QUIET_ENV,
+    PEER_MLFLOW,
+    PEER_PYTHON,
+    PEER_VENV,
+    SERVER_CORE,
+    STEWARD_CLI,
+    STEWARD_PYTHON,
+    can_pin,
+    fmt_ratio,
+    free_port,
+    machine_info,
+    machine_line,
+    markdown_table,
+    mlflow_env,
+    mlflow_version,
+    pinned,
+    print_table,
+    run_json,
+    steward_env,
+    steward_version,
+    write_docs,
+)
+
 PEER_SCRIPT = BENCH_DIR / "peer_mlflow.py"
-STEWARD_PYTHON = Path(sys.executable)
-STEWARD_CLI = STEWARD_PYTHON.parent / "steward"
-DOCS_PATH = ROOT / "docs" / "benchmarks.md"
 DOCS_BEGIN = "<!-- BEGIN tracking benchmark (written by benchmarks/tracking.py --write-docs) -->"
 DOCS_END = "<!-- END tracking benchmark -->"
 
-CLIENT_CORE = "0"
-SERVER_CORE = "1"
-CASE_TIMEOUT = 3600.0
 SERVER_START_TIMEOUT = 180.0
 
 SEARCH_EXPERIMENT = "bench-runs"
@@ -66,13 +80,6 @@ SEARCH_MAX_RESULTS = 100
 STEWARD_BATCH = 10_000  # points per log_metric_batch call
 MLFLOW_BATCH = 1_000  # MLflow's maximum metrics per log_batch request
 
-MLFLOW_QUIET_ENV = {
-    "MLFLOW_DISABLE_TELEMETRY": "true",
-    "DO_NOT_TRACK": "true",
-    "MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING": "false",
-    "MLFLOW_ENABLE_ASYNC_LOGGING": "false",
-    "GIT_PYTHON_REFRESH": "quiet",
-}
 # The server's background job runner (huey consumers) has nothing to do with tracking.
 MLFLOW_SERVER_ENV = {**MLFLOW_QUIET_ENV, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
 
@@ -300,77 +307,13 @@ def steward_case_main(name: str, workdir: Path, n: int, uri: str | None) -> int:
     workdir.mkdir(parents=True, exist_ok=True)
     os.chdir(workdir)
     result = STEWARD_CASES[name](n, workdir, uri)
-    try:
-        from importlib.metadata import version
-
-        steward_version = version("steward-ml")
-    except Exception:
-        steward_version = "unknown"
-    print(json.dumps({"case": name, **result, "system": "steward", "version": steward_version}), flush=True)
+    print(json.dumps({"case": name, **result, "system": "steward", "version": steward_version()}), flush=True)
     return 0
 
 
 # --------------------------------------------------------------------------------------------
 # Processes: pinning, case subprocesses, servers
 # --------------------------------------------------------------------------------------------
-
-
-def can_pin() -> bool:
-    """Whether client and server can be pinned to cores 0 and 1."""
-    try:
-        cores = os.sched_getaffinity(0)
-    except AttributeError:  # not Linux
-        return False
-    return shutil.which("taskset") is not None and {0, 1} <= cores
-
-
-def pinned(core: str, cmd: list[str], pin: bool) -> list[str]:
-    """``cmd`` prefixed with ``taskset -c core`` when pinning is possible."""
-    return ["taskset", "-c", core, *cmd] if pin else cmd
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def mlflow_env() -> dict[str, str]:
-    """Environment for MLflow processes: quiet, and nothing of Steward's venv leaking in."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
-    for key in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME"):
-        env.pop(key, None)
-    env.update(MLFLOW_QUIET_ENV)
-    return env
-
-
-def steward_env(home: Path) -> dict[str, str]:
-    """Environment for Steward processes: the repository's ``src`` importable, home in ``home``."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("STEWARD_")}
-    src = str(ROOT / "src")
-    env["PYTHONPATH"] = src + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    env["STEWARD_HOME"] = str(home)
-    return env
-
-
-def run_json(cmd: list[str], env: dict[str, str], cwd: Path, timeout: float = CASE_TIMEOUT) -> dict[str, Any]:
-    """Run ``cmd`` and return the JSON object on the last ``{``-line of its stdout.
-
-    A failure is returned as ``{"error": ...}`` with the tail of stderr, so one broken case
-    does not stop the others.
-    """
-    cwd.mkdir(parents=True, exist_ok=True)
-    try:
-        proc = subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        return {"error": f"timed out after {timeout:.0f} s"}
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
-    if proc.returncode != 0 or not lines:
-        tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-15:])
-        return {"error": f"exit code {proc.returncode}: {tail}"}
-    result: dict[str, Any] = json.loads(lines[-1])
-    return result
 
 
 def _wait_healthy(proc: subprocess.Popen[bytes], url: str, log_path: Path, timeout: float) -> None:
@@ -621,13 +564,6 @@ def speedup(case: Case, steward: dict[str, Any] | None, mlflow: dict[str, Any] |
     return float(steward["rate"]) / float(mlflow["rate"])
 
 
-def fmt_ratio(ratio: float | None) -> str:
-    """A speed-up as ``1,234x``."""
-    if ratio is None:
-        return "n/a"
-    return f"{ratio:,.0f}x" if ratio >= 10 else f"{ratio:.2f}x"
-
-
 def goal_met(case: Case, steward: dict[str, Any] | None) -> bool | None:
     """Whether Steward's figure meets the case's goal (None without a figure)."""
     if not steward or "error" in steward:
@@ -659,9 +595,6 @@ def table_rows(
     return rows
 
 
-HEADERS = ["case", "Steward", "MLflow", "ratio", "Steward goal", "met?"]
-
-
 def sizes_note(cases: list[Case], quick: bool) -> list[str]:
     """One line per case on how much work each system did."""
     lines = []
@@ -688,60 +621,6 @@ def sizes_note(cases: list[Case], quick: bool) -> list[str]:
     return lines
 
 
-def print_table(rows: list[list[str]], title: str) -> None:
-    """Print the table with rich if it is there, else as plain text."""
-    try:
-        from rich.console import Console
-        from rich.table import Table
-    except ImportError:
-        widths = [max(len(r[i]) for r in [HEADERS, *rows]) for i in range(len(HEADERS))]
-        print(title)
-        for r in [HEADERS, *rows]:
-            print("  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)))
-        return
-    table = Table(title=title)
-    for i, h in enumerate(HEADERS):
-        table.add_column(h, justify="left" if i in (0, 4) else "right")
-    for r in rows:
-        table.add_row(*r)
-    Console(width=None if sys.stdout.isatty() else 160).print(table)
-
-
-def machine_info(mlflow_version: str | None) -> dict[str, str]:
-    """The facts about this machine that go next to the figures."""
-    cpu = "unknown"
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    ram = "unknown"
-    with contextlib.suppress(OSError, ValueError, IndexError):
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                ram = f"{int(line.split()[1]) / 1024 / 1024:.1f} GiB"
-                break
-    commit = "unknown"
-    with contextlib.suppress(OSError, subprocess.SubprocessError):
-        out = subprocess.run(
-            ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-        )
-        if out.returncode == 0:
-            commit = out.stdout.strip()
-    return {
-        "nproc": str(os.cpu_count()),
-        "cpu": cpu,
-        "ram": ram,
-        "os": platform.platform(),
-        "python": platform.python_version(),
-        "mlflow": mlflow_version or "not installed",
-        "commit": commit,
-    }
-
-
 def render_docs(
     rows: list[list[str]], info: dict[str, str], command: str, cases: list[Case], pin: bool, workers: int
 ) -> str:
@@ -756,9 +635,7 @@ def render_docs(
         command,
         "```",
         "",
-        "| " + " | ".join(HEADERS) + " |",
-        "|" + "|".join(["---", "---:", "---:", "---:", "---", "---"]) + "|",
-        *("| " + " | ".join(r) + " |" for r in rows),
+        *markdown_table(rows),
         "",
         "ratio: how many times faster Steward is than MLflow (rates for logging and run creation, "
         "median latency for search).",
@@ -768,8 +645,7 @@ def render_docs(
         "",
         *sizes_note(cases, quick=False),
         "",
-        f"Machine: {info['nproc']} cores ({info['cpu']}), {info['ram']} RAM, {info['os']}; "
-        f"Python {info['python']}; MLflow {info['mlflow']} in its own venv (`benchmarks/setup_peers.sh`).",
+        machine_line(info),
         "",
         (
             "Pinning: every case runs in a fresh client process pinned to core 0 (`taskset -c 0`); the "
@@ -790,39 +666,6 @@ def render_docs(
         DOCS_END,
     ]
     return "\n".join(lines) + "\n"
-
-
-def write_docs(section: str, path: Path) -> None:
-    """Replace the tracking section of ``path`` (or add it, or create the file)."""
-    if path.exists():
-        text = path.read_text()
-        if DOCS_BEGIN in text and DOCS_END in text:
-            before, rest = text.split(DOCS_BEGIN, 1)
-            after = rest.split(DOCS_END, 1)[1].lstrip("\n")
-            text = before + section + ("\n" + after if after else "")
-        else:
-            text = text.rstrip("\n") + "\n\n" + section
-    else:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        text = (
-            "# Benchmarks\n\nFigures from the scripts in `benchmarks/`, each run against its peer on the "
-            "same machine. Peers are installed by `bash benchmarks/setup_peers.sh`.\n\n" + section
-        )
-    path.write_text(text)
-
-
-def mlflow_version() -> str | None:
-    """The MLflow version in the peer venv, or None if the venv is missing or broken."""
-    if not PEER_PYTHON.exists() or not PEER_MLFLOW.exists():
-        return None
-    out = subprocess.run(
-        [str(PEER_PYTHON), "-c", "import importlib.metadata as m; print(m.version('mlflow'))"],
-        capture_output=True,
-        text=True,
-        env=mlflow_env(),
-        timeout=60,
-    )
-    return out.stdout.strip() if out.returncode == 0 else None
 
 
 # --------------------------------------------------------------------------------------------
@@ -917,7 +760,8 @@ def main(argv: list[str] | None = None) -> int:
         args.json.write_text(json.dumps(payload, indent=2))
     if args.write_docs:
         command = shlex.join([".venv/bin/python", "benchmarks/tracking.py", *(argv or sys.argv[1:])])
-        write_docs(render_docs(rows, info, command, cases, pin, args.mlflow_workers), args.docs_path)
+        section = render_docs(rows, info, command, cases, pin, args.mlflow_workers)
+        write_docs(section, args.docs_path, DOCS_BEGIN, DOCS_END)
         print(f"wrote the tracking section of {args.docs_path}")
     return 0
 
