@@ -10,11 +10,13 @@ from sqlalchemy import (
     Connection,
     Float,
     Row,
+    String,
     Text,
     and_,
     bindparam,
     case,
     cast,
+    exists,
     func,
     insert,
     literal,
@@ -38,6 +40,12 @@ _INSERT_EXPERIMENT = insert(experiments)
 _INSERT_RUN = insert(runs)
 _RUN_BY_ID = select(runs).where(runs.c.id == bindparam("run_id"))
 _UPDATE_RUN = update(runs).where(runs.c.id == bindparam("target_id"))
+_RUN_IS_WRITABLE = exists().where(
+    runs.c.id == bindparam("run_id", type_=String), runs.c.status == "RUNNING", runs.c.deleted_at.is_(None)
+)
+_END_RUNNING_RUN = update(runs).where(
+    runs.c.id == bindparam("target_id"), runs.c.status == "RUNNING", runs.c.deleted_at.is_(None)
+)
 _INSERT_CHUNKS = insert(metric_chunks)
 _INSERT_ARTIFACT = insert(artifacts)
 _PARAMS_OF_RUN = select(params.c.key, params.c.value).where(params.c.run_id == bindparam("run_id"))
@@ -71,7 +79,20 @@ _EXTRAS_OF_RUNS = _extras(lambda column: column.in_(bindparam("run_ids", expandi
 
 
 def _dialect_statements(dialect: Any) -> dict[str, Any]:
-    param_insert = dialect.insert(params).on_conflict_do_nothing(index_elements=["run_id", "key"])
+    # One statement both checks that the run is writable and inserts: a run's params are logged on the
+    # path of every run, and the separate check cost as much as the insert.
+    param_insert = (
+        dialect.insert(params)
+        .from_select(
+            ["run_id", "key", "value"],
+            select(
+                bindparam("run_id", type_=String),
+                bindparam("key", type_=String),
+                bindparam("value", type_=Text),
+            ).where(_RUN_IS_WRITABLE),
+        )
+        .on_conflict_do_nothing(index_elements=["run_id", "key"])
+    )
     tag_insert = dialect.insert(tags)
     latest = dialect.insert(latest_metrics)
     excluded = latest.excluded
@@ -239,18 +260,34 @@ def update_run(conn: Connection, run_id: str, values: Mapping[str, Any]) -> None
     conn.execute(_UPDATE_RUN, {"target_id": run_id, **values})
 
 
-def insert_params(conn: Connection, run_id: str, values: Mapping[str, str]) -> None:
-    """Record parameters, refusing a key already logged with another value.
+def end_writable_run(conn: Connection, run_id: str, values: Mapping[str, Any]) -> None:
+    """Set the end columns of a RUNNING, undeleted run in one statement.
 
     Raises:
-        Conflict: naming the first clashing ``params.<key>``.
+        NotFound: If there is no such run.
+        Conflict: If it has already ended or is deleted.
+    """
+    if conn.execute(_END_RUNNING_RUN, {"target_id": run_id, **values}).rowcount != 1:
+        writable_run(conn, run_id, "its end")
+        raise Conflict(f"run {run_id} changed while ending it", {"field": "run_id", "run_id": run_id})
+
+
+def insert_params(conn: Connection, run_id: str, values: Mapping[str, str]) -> None:
+    """Record parameters of a writable run, refusing a key already logged with another value.
+
+    Raises:
+        NotFound: If there is no such run.
+        Conflict: If the run has ended or is deleted, or naming the first clashing ``params.<key>``.
     """
     if not values:
+        writable_run(conn, run_id, "params")
         return
     rows = [{"run_id": run_id, "key": k, "value": v} for k, v in values.items()]
     inserted = conn.execute(_statement(conn, "params"), rows).rowcount
     if inserted == len(rows):
         return  # every key was new, so nothing can clash (drivers that cannot count report -1)
+    # Nothing or not everything was inserted: the run is not writable, or keys were logged before.
+    writable_run(conn, run_id, "params")
     for key, value in conn.execute(_PARAMS_OF_RUN, {"run_id": run_id}):
         if key in values and value != values[key]:
             raise Conflict(

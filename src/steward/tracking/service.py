@@ -209,10 +209,9 @@ class TrackingService:
             raise InvalidInput("a run ends as FINISHED, FAILED or KILLED", {"field": "status"})
         checked = self._checked_series(metrics)
         with self._db.transaction() as conn:
-            repo.writable_run(conn, run_id, "its end")
-            repo.insert_metric_series(conn, run_id, checked)
             change = {"status": status.value, "end_time": now_ms(), "error": (error or None)}
-            repo.update_run(conn, run_id, change)
+            repo.end_writable_run(conn, run_id, change)
+            repo.insert_metric_series(conn, run_id, checked)
 
     def log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
         """Record parameters.
@@ -223,7 +222,6 @@ class TrackingService:
         """
         values = {key: param_text(key, value) for key, value in params.items()}
         with self._db.transaction() as conn:
-            repo.writable_run(conn, run_id, "params")
             repo.insert_params(conn, run_id, values)
 
     def set_tags(self, run_id: str, tags: Mapping[str, Any]) -> None:
