@@ -5,6 +5,8 @@ One Alembic history (``store/migrations``) covers all of them. Times are integer
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import (
     BigInteger,
     Column,
@@ -80,6 +82,18 @@ tags = Table(
     Column("value", Text, nullable=False),
 )
 
+
+class _Blob(LargeBinary):
+    """``LargeBinary`` that hands ``bytes`` to the driver as they are (sqlite3 and psycopg take them);
+    the default wraps each value in the driver's ``Binary``, a cost paid for every metric chunk."""
+
+    cache_ok = True
+
+    def bind_processor(self, dialect: Any) -> None:
+        """No conversion."""
+        return None
+
+
 metric_chunks = Table(
     "metric_chunks",
     metadata,
@@ -87,9 +101,9 @@ metric_chunks = Table(
     Column("run_id", String(32), ForeignKey("runs.id"), nullable=False),
     Column("key", String(250), nullable=False),
     Column("count", Integer, nullable=False),
-    Column("steps", LargeBinary, nullable=False),
-    Column("values", LargeBinary, nullable=False),
-    Column("timestamps", LargeBinary, nullable=False),
+    Column("steps", _Blob, nullable=False),
+    Column("values", _Blob, nullable=False),
+    Column("timestamps", _Blob, nullable=False),
     Index("ix_metric_chunks_run_key", "run_id", "key"),
 )
 """Metric history, stored as columnar chunks: one row per (run, key, flush) holding packed arrays."""

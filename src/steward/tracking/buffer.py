@@ -168,6 +168,7 @@ def _to_series(points: list[tuple[str, float, int, int]]) -> list[MetricSeries]:
                 np.fromiter(steps, dtype=np.int64, count=len(rows)),
                 np.fromiter(values, dtype=np.float64, count=len(rows)),
                 np.fromiter(stamps, dtype=np.int64, count=len(rows)),
+                checked=True,  # every point passed add()'s checks
             )
         )
     return series

@@ -117,12 +117,17 @@ class Run:
 
 @dataclass(frozen=True)
 class MetricSeries:
-    """Points of one metric: parallel arrays of steps (int64), values (float64) and times (Unix ms)."""
+    """Points of one metric: parallel arrays of steps (int64), values (float64) and times (Unix ms).
+
+    ``checked`` is set by the SDK's metric buffer, which validated every point when it was logged, so
+    the embedded service need not check the arrays again. Series from anywhere else are checked.
+    """
 
     key: str
     steps: npt.NDArray[np.int64]
     values: npt.NDArray[np.float64]
     timestamps: npt.NDArray[np.int64]
+    checked: bool = field(default=False, compare=False, kw_only=True)
 
     def __len__(self) -> int:
         return int(self.values.shape[0])

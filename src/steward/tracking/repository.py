@@ -323,7 +323,7 @@ def insert_metric_series(conn: Connection, run_id: str, series: Iterable[MetricS
                 "timestamps": item.timestamps.astype("<i8", copy=False).tobytes(),
             }
         )
-        last = int(np.lexsort((item.timestamps, item.steps))[-1])
+        last = 0 if len(item) == 1 else int(np.lexsort((item.timestamps, item.steps))[-1])
         latest_rows.append(
             {
                 "run_id": run_id,

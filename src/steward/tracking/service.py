@@ -251,6 +251,9 @@ class TrackingService:
     def _checked_series(series: Sequence[MetricSeries]) -> list[MetricSeries]:
         checked = []
         for item in series:
+            if item.checked:
+                checked.append(item)
+                continue
             steps, values, stamps = check_metric_arrays(item.key, item.values, item.steps, item.timestamps)
             checked.append(MetricSeries(item.key, steps, values, stamps))
         return checked
