@@ -11,6 +11,8 @@ The objects a user meets:
 
 from steward._connect import Connection, configure, connect, default_connection
 from steward.core.signature import Signature, infer_signature
+from steward.data.models import Dataset, DatasetVersion
+from steward.data.sdk import diff_datasets, get_dataset, get_dataset_version, ingest, list_datasets
 from steward.errors import (
     AlreadyExists,
     Conflict,
@@ -70,6 +72,8 @@ __all__ = [
     "Artifact",
     "Conflict",
     "Connection",
+    "Dataset",
+    "DatasetVersion",
     "Experiment",
     "IntegrityError",
     "InvalidInput",
@@ -93,15 +97,20 @@ __all__ = [
     "default_connection",
     "delete_alias",
     "delete_run",
+    "diff_datasets",
     "download_artifact",
     "end_run",
     "export_onnx",
+    "get_dataset",
+    "get_dataset_version",
     "get_metric_history",
     "get_model",
     "get_model_version",
     "get_run",
     "infer_signature",
+    "ingest",
     "list_artifacts",
+    "list_datasets",
     "list_model_versions",
     "load_model",
     "log_artifact",

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from steward.config import Settings, load_settings
+from steward.data import sdk as data_sdk
+from steward.errors import InvalidInput
 from steward.registry import sdk as registry_sdk
 from steward.registry.models import RegistryBackend
 from steward.tracking import fluent
 from steward.tracking.models import TrackingBackend
+
+if TYPE_CHECKING:
+    from steward.data.service import DataService
 
 
 @dataclass
@@ -22,6 +27,7 @@ class Connection:
         tracking: Experiments, runs, metrics, artifacts.
         registry: Registered models, versions, aliases, lineage and cards.
         remote: Whether the services speak HTTP to a Steward server.
+        data: Datasets, versions and quarantine (embedded mode only, for now).
     """
 
     settings: Settings
@@ -29,6 +35,7 @@ class Connection:
     registry: RegistryBackend
     remote: bool
     _closer: Any = None
+    data: DataService | None = None
 
     def close(self) -> None:
         """Release connections (database pool or HTTP client)."""
@@ -61,6 +68,7 @@ def connect(uri: str | None = None, **settings: Any) -> Connection:
             remote=True,
             _closer=http.close,
         )
+    from steward.data.service import DataService
     from steward.registry.service import RegistryService
     from steward.store.platform import Platform
     from steward.tracking.service import TrackingService
@@ -68,7 +76,9 @@ def connect(uri: str | None = None, **settings: Any) -> Connection:
     platform = Platform.from_settings(resolved)
     tracking = TrackingService(platform)
     registry = RegistryService(platform, tracking)
-    return Connection(resolved, tracking, registry, remote=False, _closer=platform.close)
+    return Connection(
+        resolved, tracking, registry, remote=False, _closer=platform.close, data=DataService(platform)
+    )
 
 
 _default: Connection | None = None
@@ -113,5 +123,17 @@ def _resolve_registry() -> tuple[RegistryBackend, Settings]:
     return conn.registry, conn.settings
 
 
+def _resolve_data() -> tuple[DataService, Settings]:
+    conn = default_connection()
+    if conn.data is None:
+        raise InvalidInput(
+            "datasets are not served over HTTP yet: ingest and read them in embedded mode "
+            "(without STEWARD_URI)",
+            {"field": "uri"},
+        )
+    return conn.data, conn.settings
+
+
 fluent.set_backend_resolver(_resolve)
+data_sdk.set_data_resolver(_resolve_data)
 registry_sdk.set_registry_resolver(_resolve_registry)

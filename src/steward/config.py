@@ -7,6 +7,7 @@ file is read from the working directory, or from the path in ``STEWARD_CONFIG``.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,8 @@ from pydantic_settings import (
 )
 
 from steward.errors import InvalidInput
+
+REGION_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
 def _toml_path() -> Path:
@@ -35,6 +38,12 @@ class Settings(BaseSettings):
         uri: A Steward server (``STEWARD_URI``, ``http(s)://…``); when set, the SDK talks HTTP to it.
         token: Bearer token sent to the server (``STEWARD_TOKEN``); never logged.
         region: The data-residency region this installation runs in (``STEWARD_REGION``).
+        artifacts_region: The region of the artifact store's location (``STEWARD_ARTIFACTS_REGION``);
+            ``region`` unless set. Data and models are written only where their region rules allow.
+        allowed_regions: Comma-separated regions this installation's data may reside in
+            (``STEWARD_ALLOWED_REGIONS``); unset allows any. A dataset may narrow it further.
+        privacy_secret: The key of keyed pseudonymisation (``STEWARD_PRIVACY_SECRET``, 16+ bytes); unless
+            set, a random key is created once in ``<home>/keys/privacy.key`` (mode 0600). Never logged.
         s3_endpoint_url: Endpoint of an S3-compatible store (``STEWARD_S3_ENDPOINT_URL``).
         metric_flush_points: Buffered metric points that trigger a flush.
         metric_flush_interval: Seconds after which buffered metric points are flushed.
@@ -48,6 +57,9 @@ class Settings(BaseSettings):
     uri: str | None = None
     token: str | None = Field(default=None, repr=False)
     region: str = "default"
+    artifacts_region: str | None = None
+    allowed_regions: str | None = None
+    privacy_secret: str | None = Field(default=None, repr=False)
     s3_endpoint_url: str | None = None
     metric_flush_points: int = Field(default=10_000, ge=1)
     metric_flush_interval: float = Field(default=2.0, gt=0)
@@ -73,6 +85,34 @@ class Settings(BaseSettings):
         if not value.startswith(("http://", "https://")):
             raise ValueError("STEWARD_URI must start with http:// or https://")
         return value.rstrip("/")
+
+    @field_validator("region", "artifacts_region")
+    @classmethod
+    def _check_region(cls, value: str | None) -> str | None:
+        if value is not None and not REGION_PATTERN.match(value):
+            raise ValueError("a region is 1-64 letters, digits, '.', '_' or '-'")
+        return value
+
+    @field_validator("allowed_regions")
+    @classmethod
+    def _check_allowed(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        regions = [r.strip() for r in value.split(",") if r.strip()]
+        bad = [r for r in regions if not REGION_PATTERN.match(r)]
+        if bad:
+            raise ValueError(f"{bad[0]!r} is not a region (1-64 letters, digits, '.', '_' or '-')")
+        return ",".join(regions)
+
+    @property
+    def store_region(self) -> str:
+        """The region the artifact store is in."""
+        return self.artifacts_region or self.region
+
+    @property
+    def allowed_region_set(self) -> frozenset[str] | None:
+        """The regions this installation's data may reside in, or None for any."""
+        return frozenset(self.allowed_regions.split(",")) if self.allowed_regions else None
 
     @property
     def db_url(self) -> str:

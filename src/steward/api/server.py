@@ -17,7 +17,10 @@ from typing import Any
 from steward.config import Settings
 
 # What ``Settings`` knows that worker processes must see too; the token is a client credential.
-_WORKER_SETTINGS = ("home", "db", "artifacts", "region", "s3_endpoint_url")
+_WORKER_SETTINGS = (
+    "home", "db", "artifacts", "region", "artifacts_region", "allowed_regions", "privacy_secret",
+    "s3_endpoint_url",
+)  # fmt: skip
 
 KEEP_ALIVE_SECONDS = 65
 """Idle keep-alive timeout: longer than the client's pool expiry, so the client always closes first."""

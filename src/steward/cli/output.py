@@ -7,6 +7,7 @@ with ``--json`` prints only ``print_json``'s output to stdout, with no markup, s
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import closing, contextmanager
 from datetime import UTC, datetime
@@ -195,3 +196,27 @@ def details_grid(rows: Sequence[tuple[str, str]]) -> Table:
     for label, value in rows:
         grid.add_row(label, value)
     return grid
+
+
+SPARK_BLOCKS = "▁▂▃▄▅▆▇█"
+"""The block characters ``sparkline`` draws with, lowest to highest."""
+
+
+def sparkline(counts: Sequence[float]) -> str:
+    """Draw counts as a one-line bar chart (``▁▃█▅``), scaled to the largest; an empty bin is a space.
+
+    Args:
+        counts: The heights, e.g. a histogram's bin counts, left to right.
+    """
+    top = max(counts, default=0)
+    steps = len(SPARK_BLOCKS)
+    return "".join(
+        SPARK_BLOCKS[max(math.ceil(count / top * steps) - 1, 0)] if count > 0 else " " for count in counts
+    )
+
+
+def format_percent(share: float | None, digits: int = 1) -> str:
+    """Format a share in [0, 1] as a percentage (``12.5%``), or ``-`` when absent."""
+    if share is None:
+        return "-"
+    return f"{share * 100:.{digits}f}%"

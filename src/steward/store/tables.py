@@ -227,3 +227,64 @@ lineage_edges = Table(
     Index("ix_lineage_edges_target", "target_kind", "target_id"),
 )
 """Arrows between artifacts of the lifecycle (a dataset version ``trained`` a model version …)."""
+
+datasets = Table(
+    "datasets",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("name", String(128), nullable=False),
+    Column("description", Text, nullable=False, default=""),
+    Column("region", String(64), nullable=False),
+    Column("expectations", Text, nullable=True),
+    Column("allowed_regions", Text, nullable=True),
+    Column("privacy", Text, nullable=True),
+    Column("created_at", BigInteger, nullable=False),
+    Column("created_by", String(256), nullable=False, default=""),
+    UniqueConstraint("name"),
+)
+"""A named dataset; ``expectations`` is the JSON of its ``DatasetSchema``, checked on every ingestion;
+``allowed_regions`` the JSON list of regions its data may reside in (None: its own ``region``);
+``privacy`` the JSON of its ``PrivacyPolicy``."""
+
+dataset_versions = Table(
+    "dataset_versions",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("dataset_id", String(32), ForeignKey("datasets.id"), nullable=False),
+    Column("number", Integer, nullable=False),
+    Column("content_digest", String(64), nullable=False),
+    Column("rows", BigInteger, nullable=False),
+    Column("files", Text, nullable=False),
+    Column("arrow_schema", Text, nullable=False),
+    Column("source", Text, nullable=False),
+    Column("profile", Text, nullable=False),
+    Column("pii", Text, nullable=True),
+    Column("region", String(64), nullable=False),
+    Column("parent_id", String(32), ForeignKey("dataset_versions.id"), nullable=True),
+    Column("created_at", BigInteger, nullable=False),
+    Column("created_by", String(256), nullable=False, default=""),
+    UniqueConstraint("dataset_id", "number", name="uq_dataset_versions_number"),
+    UniqueConstraint("dataset_id", "content_digest", name="uq_dataset_versions_content"),
+)
+"""Immutable versions: Parquet files in the blob store (``files``: path, digest, size, rows), the source
+they came from, their profile, the PII findings of its last scan (``pii``); the same content is the
+same version."""
+
+quarantined_batches = Table(
+    "quarantined_batches",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("dataset_id", String(32), ForeignKey("datasets.id"), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("rows", BigInteger, nullable=False),
+    Column("files", Text, nullable=False),
+    Column("source", Text, nullable=False),
+    Column("report", Text, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("created_by", String(256), nullable=False, default=""),
+    Column("resolved_at", BigInteger, nullable=True),
+    Column("resolved_by", String(256), nullable=True),
+    Column("resolution", Text, nullable=True),
+    Index("ix_quarantined_batches_dataset", "dataset_id", "status"),
+)
+"""Batches that failed validation: kept whole with their report until released or dropped."""

@@ -1,0 +1,665 @@
+"""``DataService``: datasets, their content-addressed versions, validation on ingestion and quarantine.
+
+An ingestion reads a source through a connector, checks the data against the dataset's expectations,
+and either publishes it as a new immutable version (Parquet in the blob store, profiled) or keeps it
+in quarantine with its report. Publishing the same content twice returns the existing version. A
+batch is acknowledged to its source (``Batch.commit``) only after it is published or quarantined, so
+a crash in between re-delivers it, and re-publishing it finds the same version.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from sqlalchemy.exc import IntegrityError as SQLIntegrityError
+
+from steward.core.ids import new_id
+from steward.core.names import validate_name
+from steward.core.time import now_ms
+from steward.data import pii
+from steward.data import repository as repo
+from steward.data.connectors import Batch, Connector, connector_for
+from steward.data.keys import privacy_secret
+from steward.data.models import (
+    DataFile,
+    Dataset,
+    DatasetVersion,
+    IngestResult,
+    QuarantinedBatch,
+    QuarantineStatus,
+)
+from steward.data.privacy import KAnonymityReport, PrivacyPolicy, apply_policy, k_anonymity
+from steward.data.profile import DatasetProfile, ProfileDiff, diff_profiles, profile_table
+from steward.data.residency import Residency, check_new_dataset, check_write, residency_of
+from steward.data.validation import DatasetSchema, ValidationReport, validate
+from steward.errors import AlreadyExists, Conflict, InvalidInput, NotFound
+from steward.store.platform import Platform
+
+STREAM_KINDS = frozenset({"redis_stream"})
+"""Sources whose batches are published one version each (micro-batches), not concatenated."""
+PARQUET_COMPRESSION = "zstd"
+_MAX_ATTEMPTS = 8
+
+
+def _schema_of(table: pa.Table) -> list[dict[str, Any]]:
+    return [{"name": f.name, "type": str(f.type), "nullable": f.nullable} for f in table.schema]
+
+
+def _lineage_source(source: Mapping[str, Any]) -> str:
+    kind = str(source.get("kind", "source"))
+    where = source.get("url") or source.get("stream") or source.get("query") or ""
+    return f"{kind}:{where}"[:128]
+
+
+def as_policy(policy: PrivacyPolicy | Mapping[str, Any] | None) -> PrivacyPolicy | None:
+    """Accept a privacy policy as a ``PrivacyPolicy`` or its dict."""
+    if policy is None or isinstance(policy, PrivacyPolicy):
+        return policy
+    if isinstance(policy, Mapping):
+        return PrivacyPolicy.from_dict(policy)
+    raise InvalidInput(
+        f"expected a PrivacyPolicy or its dict, got {type(policy).__name__}", {"field": "privacy"}
+    )
+
+
+def as_table(data: Any) -> pa.Table:
+    """Accept an Arrow table or a pandas (or polars) DataFrame as an Arrow table."""
+    if isinstance(data, pa.Table):
+        return data
+    if hasattr(data, "to_arrow"):  # polars
+        return pa.table(data.to_arrow())
+    import pandas as pd
+
+    if isinstance(data, pd.DataFrame):
+        return pa.Table.from_pandas(data, preserve_index=False)
+    raise InvalidInput(
+        f"expected an Arrow table or a DataFrame, got {type(data).__name__}", {"field": "table"}
+    )
+
+
+def as_schema(expectations: DatasetSchema | Mapping[str, Any] | str | Path | None) -> DatasetSchema | None:
+    """Accept expectations as a ``DatasetSchema``, a dict, YAML text or a YAML file path."""
+    if expectations is None or isinstance(expectations, DatasetSchema):
+        return expectations
+    if isinstance(expectations, Mapping):
+        return DatasetSchema.from_dict(expectations)
+    return DatasetSchema.from_yaml(expectations)
+
+
+class DataService:
+    """Datasets and their versions, stored directly (embedded mode).
+
+    Args:
+        platform: The settings, metadata store and blob store to use.
+    """
+
+    def __init__(self, platform: Platform) -> None:
+        self.platform = platform
+        self._db = platform.metadata
+
+    # -- datasets ----------------------------------------------------------------------------------
+
+    def create_dataset(
+        self,
+        name: str,
+        description: str = "",
+        expectations: DatasetSchema | Mapping[str, Any] | str | Path | None = None,
+        region: str | None = None,
+        *,
+        allowed_regions: Sequence[str] | None = None,
+        privacy: PrivacyPolicy | Mapping[str, Any] | None = None,
+    ) -> Dataset:
+        """Create a dataset.
+
+        Args:
+            name: Its name.
+            description: What it holds.
+            expectations: Checks every ingestion must pass.
+            region: Its home region (the artifact store's region by default).
+            allowed_regions: The regions its data may be written to (its home region alone by default).
+            privacy: The policy ``protect`` applies by default.
+
+        Raises:
+            InvalidInput: For a bad name, expectations, policy or region.
+            AlreadyExists: If a dataset has that name.
+            ResidencyViolation: The region is outside the installation's ``allowed_regions``.
+        """
+        validate_name(name, "dataset")
+        schema = as_schema(expectations)
+        policy = as_policy(privacy)
+        home = region or self.platform.settings.store_region
+        listed = check_new_dataset(name, home, allowed_regions, self.platform.settings)
+        values = {
+            "id": new_id(),
+            "name": name,
+            "description": description,
+            "region": home,
+            "expectations": json.dumps(schema.to_dict()) if schema is not None else None,
+            "allowed_regions": json.dumps(listed) if listed is not None else None,
+            "privacy": json.dumps(policy.to_dict()) if policy is not None else None,
+            "created_at": now_ms(),
+            "created_by": self.platform.actor,
+        }
+        try:
+            with self._db.transaction() as conn:
+                repo.insert_dataset(conn, values)
+        except SQLIntegrityError:
+            raise AlreadyExists(f"dataset {name!r} already exists", {"field": "dataset"}) from None
+        return self.get_dataset(name)
+
+    def residency(self, name: str) -> Residency:
+        """The regions dataset ``name`` may reside in."""
+        found = self.get_dataset(name)
+        return residency_of(found.name, found.region, found.allowed_regions, self.platform.settings)
+
+    def residency_of_version(self, version_id: str) -> Residency:
+        """The regions the dataset of a version (by id) may reside in: what a model trained on it obeys."""
+        return self.residency(self.get_version_by_id(version_id).dataset)
+
+    def _dataset_row(self, name: str) -> Any:
+        validate_name(name, "dataset")
+        with self._db.read() as conn:
+            row = repo.find_dataset(conn, name)
+        if row is None:
+            raise NotFound(f"dataset {name!r} not found", {"field": "dataset"})
+        return row
+
+    def get_dataset(self, name: str) -> Dataset:
+        """Return a dataset with its highest version number.
+
+        Raises:
+            NotFound: If there is none.
+        """
+        row = self._dataset_row(name)
+        with self._db.read() as conn:
+            latest, count = repo.version_stats(conn).get(row.id, (None, 0))
+        return repo.to_dataset(row, latest, count)
+
+    def list_datasets(self) -> list[Dataset]:
+        """Return every dataset, by name."""
+        with self._db.read() as conn:
+            rows = repo.list_dataset_rows(conn)
+            stats = repo.version_stats(conn)
+        return [repo.to_dataset(r, *stats.get(r.id, (None, 0))) for r in rows]
+
+    def set_expectations(
+        self, name: str, expectations: DatasetSchema | Mapping[str, Any] | str | Path | None
+    ) -> Dataset:
+        """Replace the expectations every later ingestion of ``name`` is checked against (None: none)."""
+        row = self._dataset_row(name)
+        schema = as_schema(expectations)
+        with self._db.transaction() as conn:
+            repo.set_expectations(conn, row.id, json.dumps(schema.to_dict()) if schema else None)
+        return self.get_dataset(name)
+
+    def set_privacy(self, name: str, policy: PrivacyPolicy | Mapping[str, Any] | None) -> Dataset:
+        """Replace the privacy policy ``protect`` applies to ``name`` by default (None: none)."""
+        row = self._dataset_row(name)
+        found = as_policy(policy)
+        with self._db.transaction() as conn:
+            repo.set_privacy(conn, row.id, json.dumps(found.to_dict()) if found else None)
+        return self.get_dataset(name)
+
+    # -- versions ----------------------------------------------------------------------------------
+
+    def get_version(self, name: str, number: int | None = None) -> DatasetVersion:
+        """Return version ``number`` of a dataset, or its highest.
+
+        Raises:
+            NotFound: If the dataset or version does not exist.
+        """
+        row = self._dataset_row(name)
+        with self._db.read() as conn:
+            found = repo.version_by_number(conn, row.id, number)
+        if found is None:
+            what = f"version {number}" if number is not None else "versions"
+            raise NotFound(f"dataset {name!r} has no {what}", {"field": "version"})
+        return repo.to_version(found, name)
+
+    def get_version_by_id(self, version_id: str) -> DatasetVersion:
+        """Return a version by its id (what lineage records)."""
+        with self._db.read() as conn:
+            row = repo.version_by_id(conn, version_id)
+        if row is None:
+            raise NotFound(f"dataset version {version_id!r} not found", {"field": "version"})
+        return repo.to_version(row, row.dataset_name)
+
+    def list_versions(self, name: str) -> list[DatasetVersion]:
+        """Return every version of a dataset, oldest first."""
+        row = self._dataset_row(name)
+        with self._db.read() as conn:
+            return [repo.to_version(r, name) for r in repo.version_rows(conn, row.id)]
+
+    def read_table(self, version: DatasetVersion, columns: Sequence[str] | None = None) -> pa.Table:
+        """Read a version's data (every file checked against its digest) as one Arrow table."""
+        tables = []
+        for f in version.files:
+            data = self.platform.blobs.get_bytes(f.digest)
+            tables.append(pq.read_table(pa.BufferReader(data), columns=list(columns) if columns else None))
+        return pa.concat_tables(tables) if len(tables) > 1 else tables[0]
+
+    def _store_parquet(self, table: pa.Table) -> DataFile:
+        fd, tmp = tempfile.mkstemp(prefix="steward-data-", suffix=".parquet")
+        os.close(fd)
+        try:
+            pq.write_table(table, tmp, compression=PARQUET_COMPRESSION)
+            ref = self.platform.blobs.put_file(tmp)
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+        return DataFile("part-0.parquet", ref.digest, ref.size, table.num_rows)
+
+    def publish(
+        self,
+        name: str,
+        table: pa.Table,
+        source: Mapping[str, Any],
+        parent_id: str | None = None,
+        *,
+        relation: str = "derived_from",
+    ) -> tuple[DatasetVersion, bool]:
+        """Publish ``table`` as a version of dataset ``name`` (created if new), unchecked.
+
+        The version is profiled and scanned for PII. Its lineage edge comes from the source, or, with
+        ``parent_id``, from that version (``relation`` names how it was derived).
+
+        Returns:
+            The version, and whether it already existed (the same content is the same version).
+
+        Raises:
+            ResidencyViolation: The artifact store is outside the dataset's allowed regions.
+        """
+        dataset = self._ensure_dataset(name)
+        check_write(self.residency(name), self.platform.settings.store_region, "a version")
+        stored = self._store_parquet(table)
+        with self._db.read() as conn:
+            existing = repo.version_by_digest(conn, dataset.id, stored.digest)
+        if existing is not None:
+            return repo.to_version(existing, name), True
+        profile = profile_table(table).to_dict()
+        findings = json.dumps([f.to_dict() for f in pii.scan(table)])
+        for _attempt in range(_MAX_ATTEMPTS):
+            version_id, now = new_id(), now_ms()
+            edge = {
+                "source_kind": "source" if parent_id is None else "dataset_version",
+                "source_id": _lineage_source(source) if parent_id is None else parent_id,
+                "target_kind": "dataset_version",
+                "target_id": version_id,
+                "relation": "ingested_from" if parent_id is None else relation,
+                "role": "",
+                "created_at": now,
+            }
+            try:
+                with self._db.transaction() as conn:
+                    repo.lock_dataset(conn, dataset.id)
+                    same = repo.version_by_digest(conn, dataset.id, stored.digest)
+                    if same is not None:
+                        return repo.to_version(same, name), True
+                    values = {
+                        "id": version_id,
+                        "dataset_id": dataset.id,
+                        "number": repo.next_number(conn, dataset.id),
+                        "content_digest": stored.digest,
+                        "rows": table.num_rows,
+                        "files": json.dumps([stored.to_json()]),
+                        "arrow_schema": json.dumps(_schema_of(table)),
+                        "source": json.dumps(dict(source), default=str),
+                        "profile": json.dumps(profile),
+                        "pii": findings,
+                        "region": self.platform.settings.store_region,  # where its bytes are
+                        "parent_id": parent_id,
+                        "created_at": now,
+                        "created_by": self.platform.actor,
+                    }
+                    repo.insert_version(conn, values, [edge])
+            except SQLIntegrityError:
+                continue  # another writer took the number or published the same content: look again
+            return self.get_version_by_id(version_id), False
+        raise Conflict(f"could not publish a version of {name!r}: too many concurrent writers")
+
+    def _ensure_dataset(self, name: str) -> Dataset:
+        try:
+            return self.get_dataset(name)
+        except NotFound:
+            try:
+                return self.create_dataset(name)
+            except AlreadyExists:
+                return self.get_dataset(name)
+
+    # -- ingestion ---------------------------------------------------------------------------------
+
+    def ingest(
+        self,
+        source: str | Path | Mapping[str, Any] | Connector | pa.Table | Any,
+        dataset: str,
+        *,
+        expectations: DatasetSchema | Mapping[str, Any] | str | Path | None = None,
+        privacy: PrivacyPolicy | Mapping[str, Any] | None = None,
+        description: str = "",
+        region: str | None = None,
+        allowed_regions: Sequence[str] | None = None,
+        **options: Any,
+    ) -> IngestResult:
+        """Read ``source`` and publish what passes the dataset's expectations; quarantine what fails.
+
+        Files, queries and API pages of one call become one version; each micro-batch of a stream
+        becomes its own. ``expectations`` and ``privacy``, if given, become the dataset's from now on.
+        With a privacy policy, each published raw version is followed by its protected copy (the
+        policy applied to its PII findings), whose lineage points to the raw one; ``result.version``
+        is then the protected copy.
+
+        Args:
+            source: A path or URL (``.csv``, ``.parquet``, ``.jsonl``, ``s3://…``), ``{"sql": …, "url": …}``,
+                ``{"http": …}``, ``{"redis_stream": …}``, a ``Connector``, or an Arrow table or DataFrame.
+            dataset: The dataset's name (created on first ingestion).
+            expectations: A ``DatasetSchema``, its dict, YAML text or a YAML file.
+            privacy: A ``PrivacyPolicy`` or its dict.
+            description: For a new dataset.
+            region: For a new dataset: its home region.
+            allowed_regions: For a new dataset: the regions it may reside in.
+            **options: Passed to the connector.
+
+        Raises:
+            InvalidInput: For a malformed source (naming the file and line) or bad expectations.
+            NotFound: For a missing file.
+            ServiceUnavailable: For an unreachable database, API or stream.
+            ResidencyViolation: The artifact store is outside the dataset's allowed regions.
+        """
+        validate_name(dataset, "dataset")
+        schema = as_schema(expectations)
+        policy = as_policy(privacy)
+        try:
+            target = self.get_dataset(dataset)
+        except NotFound:
+            target = self._create_quietly(dataset, description, schema, region, allowed_regions)
+        if schema is not None and target.expectations != schema.to_dict():
+            target = self.set_expectations(dataset, schema)
+        if policy is not None and target.privacy != policy.to_dict():
+            target = self.set_privacy(dataset, policy)
+        check_write(self.residency(dataset), self.platform.settings.store_region, "a version")
+        checks = DatasetSchema.from_dict(target.expectations) if target.expectations else None
+        if isinstance(source, os.PathLike):
+            source = os.fspath(source)
+        if not isinstance(source, str | Mapping) and not hasattr(source, "batches"):
+            table = as_table(source)
+            connector: Connector = _TableSource(table, options.pop("source_info", None))
+            if options:
+                raise InvalidInput(f"options {sorted(options)} do not apply to a table", {"field": "source"})
+        else:
+            connector = connector_for(source, **options)
+        protect = PrivacyPolicy.from_dict(target.privacy) if target.privacy else None
+        out = _Outcome()
+        pending: list[Batch] = []
+        for batch in connector.batches():
+            if batch.source.get("kind") in STREAM_KINDS:
+                self._handle(dataset, [batch], checks, protect, out)
+            else:
+                pending.append(batch)
+        if pending:
+            self._handle(dataset, pending, checks, protect, out)
+        return IngestResult(tuple(out.versions), tuple(out.quarantined), tuple(out.reused), tuple(out.raw))
+
+    def _create_quietly(
+        self,
+        name: str,
+        description: str,
+        schema: DatasetSchema | None,
+        region: str | None,
+        allowed_regions: Sequence[str] | None,
+    ) -> Dataset:
+        try:
+            return self.create_dataset(name, description, schema, region, allowed_regions=allowed_regions)
+        except AlreadyExists:
+            return self.get_dataset(name)
+
+    def _handle(
+        self,
+        dataset: str,
+        batches: list[Batch],
+        checks: DatasetSchema | None,
+        protect: PrivacyPolicy | None,
+        out: _Outcome,
+    ) -> None:
+        table = batches[0].table if len(batches) == 1 else _concat([b.table for b in batches])
+        source = (
+            dict(batches[0].source)
+            if len(batches) == 1
+            else {"kind": "batches", "parts": [dict(b.source) for b in batches]}
+        )
+        report = validate(table, checks) if checks is not None else None
+        if report is not None and not report.passed:
+            out.quarantined.append(self._quarantine(dataset, table, source, report.to_dict()))
+        else:
+            version, existed = self.publish(dataset, table, source)
+            if protect is not None:
+                out.raw.append(version)
+                version, existed = self._protect(version, table, protect, dataset)
+            out.versions.append(version)
+            out.reused.append(existed)
+        for batch in batches:
+            batch.commit()
+
+    # -- validation, profiles, PII -----------------------------------------------------------------
+
+    def validate_version(
+        self,
+        name: str,
+        expectations: DatasetSchema | Mapping[str, Any] | str | Path | None = None,
+        number: int | None = None,
+    ) -> ValidationReport:
+        """Check a stored version against ``expectations`` (the dataset's own by default); publish nothing.
+
+        Raises:
+            InvalidInput: The dataset has no expectations and none were given.
+        """
+        schema = as_schema(expectations)
+        if schema is None:
+            own = self.get_dataset(name).expectations
+            if not own:
+                raise InvalidInput(
+                    f"dataset {name!r} has no expectations: give some", {"field": "expectations"}
+                )
+            schema = DatasetSchema.from_dict(own)
+        version = self.get_version(name, number)
+        return validate(self.read_table(version), schema)
+
+    def diff(self, name: str, old: int, new: int, *, other: str | None = None) -> ProfileDiff:
+        """Compare version ``old`` of ``name`` with version ``new`` (of ``other``, if given).
+
+        Returns:
+            Schema changes and per-column shifts (PSI, mean shift, null-share change).
+        """
+        before = self.get_version(name, old)
+        after = self.get_version(other or name, new)
+        return diff_profiles(
+            DatasetProfile.from_dict(before.profile), DatasetProfile.from_dict(after.profile)
+        )
+
+    def scan(
+        self, name: str, number: int | None = None, *, sample_rows: int = 10_000, min_share: float = 0.5
+    ) -> tuple[DatasetVersion, list[pii.ColumnFinding]]:
+        """Scan a version for personal data and record the findings (its PII tags) on it.
+
+        Returns:
+            The version, updated, and the findings.
+        """
+        version = self.get_version(name, number)
+        findings = pii.scan(self.read_table(version), sample_rows=sample_rows, min_share=min_share)
+        with self._db.transaction() as conn:
+            repo.set_pii(conn, version.id, json.dumps([f.to_dict() for f in findings]))
+        return self.get_version_by_id(version.id), findings
+
+    def protect(
+        self,
+        name: str,
+        number: int | None = None,
+        policy: PrivacyPolicy | Mapping[str, Any] | None = None,
+        *,
+        target: str | None = None,
+    ) -> DatasetVersion:
+        """Apply a privacy policy to a version: a new version, whose lineage points to the raw one.
+
+        The policy acts on the version's PII findings (scanned now if it never was). Pseudonyms are
+        HMAC-SHA-256 under this installation's key (``Settings.privacy_secret``).
+
+        Args:
+            name: The dataset.
+            number: Its version (the highest by default).
+            policy: The policy (the dataset's own by default).
+            target: The dataset to publish the protected copy in (``name`` by default).
+
+        Raises:
+            InvalidInput: No policy was given and the dataset has none.
+        """
+        found = as_policy(policy)
+        if found is None:
+            own = self.get_dataset(name).privacy
+            if not own:
+                raise InvalidInput(f"dataset {name!r} has no privacy policy: give one", {"field": "privacy"})
+            found = PrivacyPolicy.from_dict(own)
+        version = self.get_version(name, number)
+        if version.pii is None:
+            version, _ = self.scan(name, version.number)
+        return self._protect(version, self.read_table(version), found, target or name)[0]
+
+    def _protect(
+        self, raw: DatasetVersion, table: pa.Table, policy: PrivacyPolicy, target: str
+    ) -> tuple[DatasetVersion, bool]:
+        secret = privacy_secret(self.platform.settings)
+        protected = apply_policy(table, raw.pii_tags, policy, secret)
+        source = {"kind": "privacy", "from": raw.ref, "from_id": raw.id, "policy": policy.to_dict()}
+        return self.publish(target, protected, source, parent_id=raw.id, relation="protected_from")
+
+    def k_anonymity(
+        self, name: str, quasi_identifiers: Sequence[str], number: int | None = None
+    ) -> KAnonymityReport:
+        """How identifiable a version's rows are through ``quasi_identifiers`` (the smallest group's size)."""
+        version = self.get_version(name, number)
+        return k_anonymity(self.read_table(version, quasi_identifiers), quasi_identifiers)
+
+    # -- quarantine --------------------------------------------------------------------------------
+
+    def _quarantine(
+        self, dataset: str, table: pa.Table, source: Mapping[str, Any], report: Mapping[str, Any]
+    ) -> QuarantinedBatch:
+        row = self._dataset_row(dataset)
+        stored = self._store_parquet(table)
+        batch_id = new_id()
+        with self._db.transaction() as conn:
+            repo.lock_dataset(conn, row.id)
+            same = repo.held_batch_with_content(conn, row.id, stored.digest)
+            if same is not None:  # the same bad batch again (a redelivery): keep one copy
+                batch_id = same.id
+            else:
+                repo.insert_quarantine(
+                    conn,
+                    {
+                        "id": batch_id,
+                        "dataset_id": row.id,
+                        "status": QuarantineStatus.HELD.value,
+                        "rows": table.num_rows,
+                        "files": json.dumps([stored.to_json()]),
+                        "source": json.dumps(dict(source), default=str),
+                        "report": json.dumps(dict(report), default=str),
+                        "created_at": now_ms(),
+                        "created_by": self.platform.actor,
+                    },
+                )
+        return self.get_quarantined(batch_id)
+
+    def list_quarantine(
+        self, dataset: str | None = None, status: QuarantineStatus | str | None = QuarantineStatus.HELD
+    ) -> list[QuarantinedBatch]:
+        """Return quarantined batches (HELD ones by default; ``status=None`` for all), oldest first."""
+        dataset_id = self._dataset_row(dataset).id if dataset is not None else None
+        wanted = QuarantineStatus(status) if status is not None else None
+        with self._db.read() as conn:
+            return [repo.to_quarantined(r) for r in repo.quarantine_rows(conn, dataset_id, wanted)]
+
+    def get_quarantined(self, batch_id: str) -> QuarantinedBatch:
+        """Return one quarantined batch with its report.
+
+        Raises:
+            NotFound: If there is none with that id.
+        """
+        with self._db.read() as conn:
+            row = repo.quarantine_row(conn, batch_id)
+        if row is None:
+            raise NotFound(f"quarantined batch {batch_id!r} not found", {"field": "batch"})
+        return repo.to_quarantined(row)
+
+    def release(self, batch_id: str, reason: str = "") -> DatasetVersion:
+        """Publish a HELD batch as it is, despite its failed checks, recording who released it and why.
+
+        Raises:
+            Conflict: If it was already released or dropped.
+        """
+        batch = self.get_quarantined(batch_id)
+        if batch.status is not QuarantineStatus.HELD:
+            raise Conflict(f"batch {batch_id} is {batch.status.value}, not HELD", {"field": "batch"})
+        table = pa.concat_tables(
+            [pq.read_table(pa.BufferReader(self.platform.blobs.get_bytes(f.digest))) for f in batch.files]
+        )
+        source = {
+            "kind": "quarantine",
+            "batch": batch.id,
+            "released_because": reason,
+            "original": batch.source,
+        }
+        version, _ = self.publish(batch.dataset, table, source)
+        self._resolve(
+            batch_id, QuarantineStatus.RELEASED, f"released as {version.ref}: {reason}".rstrip(": ")
+        )
+        return version
+
+    def drop(self, batch_id: str, reason: str = "") -> QuarantinedBatch:
+        """Mark a HELD batch dropped (its data is not published), recording who and why.
+
+        Raises:
+            Conflict: If it was already released or dropped.
+        """
+        self.get_quarantined(batch_id)
+        self._resolve(batch_id, QuarantineStatus.DROPPED, reason)
+        return self.get_quarantined(batch_id)
+
+    def _resolve(self, batch_id: str, status: QuarantineStatus, resolution: str) -> None:
+        with self._db.transaction() as conn:
+            done = repo.resolve_quarantine(conn, batch_id, status, now_ms(), self.platform.actor, resolution)
+        if not done:
+            current = self.get_quarantined(batch_id)
+            raise Conflict(f"batch {batch_id} is {current.status.value}, not HELD", {"field": "batch"})
+
+
+@dataclass
+class _Outcome:
+    versions: list[DatasetVersion] = field(default_factory=list)
+    quarantined: list[QuarantinedBatch] = field(default_factory=list)
+    reused: list[bool] = field(default_factory=list)
+    raw: list[DatasetVersion] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _TableSource:
+    """An in-memory table as a one-batch source."""
+
+    table: pa.Table
+    info: Mapping[str, Any] | None = None
+
+    def batches(self) -> Iterator[Batch]:
+        """Yield the table."""
+        yield Batch(self.table, dict(self.info or {"kind": "table"}))
+
+
+def _concat(tables: Iterable[pa.Table]) -> pa.Table:
+    parts = list(tables)
+    try:
+        return pa.concat_tables(parts, promote_options="permissive")
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+        raise InvalidInput(f"the source's parts do not share one schema: {exc}", {"field": "source"}) from exc
