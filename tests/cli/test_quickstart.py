@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -63,7 +64,8 @@ def test_the_reported_run_finished_with_final_metrics(demo: Demo) -> None:
     assert run.params["epochs"] == "20"
     for key in ("accuracy", "roc_auc", "f1"):
         assert 0.85 < run.metrics[key] <= 1.0
-    assert run.tags["dataset"] == "sklearn.datasets.load_breast_cancer"
+    assert run.tags["dataset"] == "breast-cancer@2"
+    assert run.tags["dataset_source"] == "sklearn.datasets.load_breast_cancer"
 
 
 def test_metrics_have_a_point_per_epoch_and_per_fold(demo: Demo) -> None:
@@ -129,9 +131,12 @@ def test_the_model_is_registered_with_alias_card_and_lineage(demo: Demo) -> None
 
     assert version.version == "1.0.0"
     assert version.run_id == demo.run_id
-    assert version.datasets["train"].startswith("breast-cancer-train@sha256:")
+    assert version.datasets["train"] == _versions(demo)[1].id
     assert version.metrics["roc_auc"] > 0.9
-    assert len(version.signature.inputs.columns) == 30 if version.signature else False
+    assert version.signature is not None
+    names = [column.name for column in version.signature.inputs.columns]
+    assert len(names) == 30
+    assert "patient_id" not in names
     assert [e.to_version for e in registry.alias_history(quickstart.MODEL_NAME)] == ["1.0.0"]
     card = registry.get_card(quickstart.MODEL_NAME, "1.0.0", "md")
     assert "Not for clinical use" in card
@@ -141,13 +146,105 @@ def test_the_model_is_registered_with_alias_card_and_lineage(demo: Demo) -> None
 
 def test_the_output_shows_the_card_and_lineage(demo: Demo) -> None:
     out = demo.stdout
+    protected = _versions(demo)[1]
 
     assert "same predictions on the test set" in out
     assert "Model card: breast-cancer 1.0.0" in out
     assert "Intended use" in out
-    assert "train: breast-cancer-train@sha256:" in out
+    assert f"train: {protected.id}" in out
+    assert f"{protected.id} is breast-cancer@2, the protected copy of breast-cancer@1" in out
+    assert f"steward lineage dataset {protected.id}" in out
     assert "steward models versions breast-cancer" in out
     assert "steward lineage model breast-cancer 1.0.0" in out
+
+
+def _versions(demo: Demo) -> list[steward.DatasetVersion]:
+    assert demo.connection.data is not None
+    return demo.connection.data.list_versions(quickstart.DATASET_NAME)
+
+
+def test_the_data_is_ingested_as_a_raw_and_a_protected_version(demo: Demo) -> None:
+    raw, protected = _versions(demo)
+
+    assert (raw.ref, protected.ref) == ("breast-cancer@1", "breast-cancer@2")
+    assert protected.parent_id == raw.id
+    assert raw.rows == protected.rows == 569
+    assert raw.pii_tags == {"contact_email": ["email"]}
+    raw_columns = [column["name"] for column in raw.arrow_schema]
+    assert raw_columns[0] == "patient_id"
+    assert raw_columns[-2:] == ["target", "contact_email"]
+    assert len(raw_columns) == 33
+    assert demo.connection.data is not None
+    checks = demo.connection.data.get_dataset(quickstart.DATASET_NAME).expectations
+    assert checks is not None
+    assert checks["columns"]["mean radius"] == {"type": "float64", "min": 0, "max": 100}
+    assert checks["columns"]["patient_id"]["unique"] is True
+
+
+def test_the_protected_version_drops_emails_and_pseudonymises_patient_ids(demo: Demo) -> None:
+    raw, protected = _versions(demo)
+    assert demo.connection.data is not None
+    before = demo.connection.data.read_table(raw).to_pandas()
+    after = demo.connection.data.read_table(protected).to_pandas()
+
+    assert "contact_email" not in after.columns
+    assert before["contact_email"].str.fullmatch(r"patient\d+@example\.org").all()
+    assert before["patient_id"].str.fullmatch(r"P-\d{6}").all()
+    assert after["patient_id"].str.fullmatch(r"[0-9a-f]{64}").all()
+    assert after["patient_id"].nunique() == 569
+    assert not set(after["patient_id"]) & set(before["patient_id"])
+    # Keyed (HMAC), not a plain hash that anyone could recompute from a known id:
+    plain = {hashlib.sha256(value.encode()).hexdigest() for value in before["patient_id"]}
+    assert not set(after["patient_id"]) & plain
+    assert after.drop(columns="patient_id").equals(before.drop(columns=["patient_id", "contact_email"]))
+
+
+def test_the_model_lineage_names_the_protected_dataset_version(demo: Demo) -> None:
+    protected = _versions(demo)[1]
+    lineage = demo.connection.registry.model_lineage(quickstart.MODEL_NAME, "1.0.0")
+
+    assert lineage["datasets"] == [{"role": "train", "id": protected.id}]
+    trained = demo.connection.registry.dataset_lineage(protected.id)
+    assert [(m["model"], m["version"], m["role"]) for m in trained] == [
+        (quickstart.MODEL_NAME, "1.0.0", "train")
+    ]
+
+
+def test_the_output_shows_the_ingestion_and_the_data_commands(demo: Demo) -> None:
+    out = demo.stdout
+
+    assert re.search(r"\d+ checks passed", out)
+    assert "breast-cancer@1" in out
+    assert "breast-cancer@2" in out
+    for version in _versions(demo):
+        assert version.content_digest[:12] in out
+    assert "contact_email → email" in out
+    assert "patient_id pseudonymised" in out
+    assert "contact_email dropped" in out
+    assert "mean radius" in out
+    for command in (
+        "steward data list",
+        "steward data show breast-cancer",
+        "steward data profile breast-cancer",
+        "steward data scan breast-cancer --version 1",
+    ):
+        assert command in out
+
+
+def test_a_rerun_on_the_same_home_reuses_the_dataset_versions(
+    demo: Demo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    before = _versions(demo)
+    # Only the ingest stage: a second model version would change what the other tests of this home see.
+    monkeypatch.setattr(quickstart, "STAGES", [s for s in quickstart.STAGES if s.name == "ingest"])
+
+    result = runner.invoke(app, ["quickstart"])
+
+    assert result.exit_code == 0, result.output
+    assert _versions(demo) == before
+    for ref in ("breast-cancer@1", "breast-cancer@2"):
+        assert re.search(rf"^{ref} .*\bnew\s*$", demo.stdout, re.MULTILINE), demo.stdout
+        assert re.search(rf"^{ref} .*\breused\s*$", result.stdout, re.MULTILINE), result.stdout
 
 
 def test_home_option_records_into_that_home(

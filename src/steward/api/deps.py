@@ -6,6 +6,7 @@ from typing import Annotated, cast
 
 from fastapi import Depends, Request
 
+from steward.data.service import DataService
 from steward.registry.service import RegistryService
 from steward.tracking.service import TrackingService
 
@@ -30,3 +31,12 @@ async def get_registry(request: Request) -> RegistryService:
 
 Registry = Annotated[RegistryService, Depends(get_registry)]
 """A route parameter annotated ``Registry`` receives the app's ``RegistryService``."""
+
+
+async def get_data(request: Request) -> DataService:
+    """Return the app's ``DataService``."""
+    return cast(DataService, request.app.state.data)
+
+
+Data = Annotated[DataService, Depends(get_data)]
+"""A route parameter annotated ``Data`` receives the app's ``DataService``."""

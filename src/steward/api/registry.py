@@ -143,12 +143,21 @@ def _files(files: list[FileIn]) -> list[ModelFile]:
     summary="Upload a bundle file (raw bytes)",
     openapi_extra=_BINARY_BODY,
 )
-async def upload_file(name: str, path: str, request: Request, registry: Registry) -> Response:
+async def upload_file(
+    name: str,
+    path: str,
+    request: Request,
+    registry: Registry,
+    dataset: Annotated[list[str], Query(description="Dataset version ids the model was trained on")] = [],  # noqa: B006
+) -> Response:
     """Store the raw request body as bundle file ``path`` of a coming version of ``name``.
 
     The body goes to a temporary file, written off the event loop, and from there into the blob store,
     so a large upload is never held whole in memory. Returns the ``ModelFile`` to list in the version.
+    With ``dataset`` ids, the upload is refused (403 ``residency_violation``) before anything is stored
+    if their data may not reside in the store's region.
     """
+    await run_in_threadpool(registry.check_residency, dataset)
     with tempfile.NamedTemporaryFile(prefix="steward-upload-") as spool:
         pending = bytearray()
         async for chunk in request.stream():
@@ -157,7 +166,7 @@ async def upload_file(name: str, path: str, request: Request, registry: Registry
                 await run_in_threadpool(spool.write, bytes(pending))
                 pending.clear()
         await run_in_threadpool(_finish, spool, bytes(pending))
-        stored = await run_in_threadpool(registry.upload_file, name, Path(spool.name), path)
+        stored = await run_in_threadpool(registry.upload_file, name, Path(spool.name), path, dataset)
     return _json(stored.to_json(), 201)
 
 

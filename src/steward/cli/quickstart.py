@@ -1,19 +1,26 @@
 """``steward quickstart``: the end-to-end demo, as a list of small stages.
 
-Each stage is a function of the shared ``Demo`` state and appears in ``STAGES``; later stages (register
-the model, serve it, monitor it) are added by appending to that list. The "track" stage trains a
-classifier on scikit-learn's bundled breast-cancer data (no downloads) inside ``steward.start_run`` and
-records params, per-epoch and per-fold metrics, final metrics, tags, the model (skops, never pickle),
-plots and a table of test predictions. The "register" stage registers that model with its signature
-and training data, points the alias ``staging`` at it, loads it back through the alias, and prints its
-model card and lineage.
+Each stage is a function of the shared ``Demo`` state and appears in ``STAGES``; later stages (serve the
+model, monitor it) are added by appending to that list.
+
+- "ingest" turns scikit-learn's bundled breast-cancer data (no downloads) into a table of patients, with
+  a synthetic ``patient_id`` and ``contact_email`` per row (drawn from the seed, so a rerun writes the
+  same bytes), writes it to a CSV file and ingests it with ``steward.ingest``: checked against the
+  dataset's expectations, profiled, scanned for PII, and published as the raw version ``breast-cancer@1``
+  followed by its protected copy ``breast-cancer@2`` (patient ids pseudonymised, e-mails dropped), whose
+  parent is the raw one. The same content is the same version, so a rerun publishes nothing new.
+- "track" reads the protected version back with ``steward.get_dataset``, trains a classifier on it inside
+  ``steward.start_run`` and records params, per-epoch and per-fold metrics, final metrics, tags, the
+  model (skops, never pickle), plots and a table of test predictions.
+- "register" registers that model with its signature and the protected dataset version it was trained
+  on, points the alias ``staging`` at it, loads it back through the alias, and prints its model card and
+  lineage.
 """
 
 from __future__ import annotations
 
-import hashlib
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -25,7 +32,9 @@ import typer
 from rich.columns import Columns
 from rich.console import Console
 from rich.markdown import Markdown
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, SpinnerColumn, TaskID, TaskProgressColumn, TextColumn
+from rich.table import Column, Table
 
 import steward
 from steward.cli.lineage import lineage_tree
@@ -35,15 +44,25 @@ from steward.cli.output import (
     format_duration,
     format_number,
     key_value_table,
+    new_table,
+    sparkline,
     styled_status,
 )
+from steward.core.time import from_ms, now_ms
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
+    from steward.data.models import QuarantinedBatch
+
 EXPERIMENT = "quickstart"
 RUN_NAME = "sgd-logistic-regression"
 MODEL_NAME = "breast-cancer"
+DATASET_NAME = "breast-cancer"
+ID_COLUMN = "patient_id"
+TARGET = "target"
+TARGET_NAMES = ["malignant", "benign"]
+"""What ``target`` 0 and 1 mean (scikit-learn's ``load_breast_cancer().target_names``)."""
 Array = npt.NDArray[Any]
 
 
@@ -53,8 +72,10 @@ class Demo:
 
     Attributes:
         console: Where stages print.
-        seed: Seeds every random choice, so a rerun reproduces the numbers.
+        seed: Seeds every random choice, so a rerun reproduces the data and the numbers.
         env_prefix: Prefix for the commands shown at the end (``STEWARD_HOME=… `` with ``--home``).
+        raw: The raw dataset version the "ingest" stage published.
+        dataset: Its protected copy, which the "track" stage trains on.
         run_id: The run the "track" stage recorded.
         data: The split data the "track" stage trained on.
         model: The fitted model the "track" stage trained.
@@ -66,8 +87,10 @@ class Demo:
     console: Console
     seed: int = 42
     env_prefix: str = ""
+    raw: steward.DatasetVersion | None = None
+    dataset: steward.DatasetVersion | None = None
     run_id: str | None = None
-    data: Dataset | None = None
+    data: Splits | None = None
     model: Any = None
     model_version: str | None = None
     notes: list[str] = field(default_factory=list)
@@ -84,7 +107,7 @@ class Stage:
 
 
 @dataclass(frozen=True)
-class Dataset:
+class Splits:
     """The demo's data, split into train, validation (per-epoch scores) and held-out test sets."""
 
     x_train: Array
@@ -97,33 +120,201 @@ class Dataset:
     target_names: list[str]
 
 
-def load_data(seed: int, test_size: float = 0.25, val_size: float = 0.2) -> Dataset:
-    """Load scikit-learn's bundled breast-cancer data and split it, stratified.
+def patient_table(seed: int) -> pd.DataFrame:
+    """Return the breast-cancer biopsies as a table of patients: an id, the 30 features, target, an e-mail.
+
+    The ids (``P-000123``) and e-mails (``patient123@example.org``) are synthetic: a permutation of the
+    row numbers drawn from ``seed``, so the same seed always gives the same table, byte for byte.
 
     Args:
+        seed: Seeds which number each row gets.
+    """
+    from sklearn.datasets import load_breast_cancer
+
+    table: pd.DataFrame = load_breast_cancer(as_frame=True).frame
+    numbers = np.random.default_rng(seed).permutation(len(table)) + 1
+    table.insert(0, ID_COLUMN, [f"P-{n:06d}" for n in numbers])
+    table["contact_email"] = [f"patient{n}@example.org" for n in numbers]
+    return table
+
+
+def expectations(features: list[str]) -> dict[str, Any]:
+    """Return the checks every ingestion of the dataset must pass (``DatasetSchema``'s dict form).
+
+    Args:
+        features: The names of the numeric feature columns: measurements, so never negative.
+    """
+    columns: dict[str, Any] = {
+        ID_COLUMN: {"type": "string", "nullable": False, "unique": True, "regex": r"P-[0-9]{6}"}
+    }
+    columns |= {name: {"type": "float64", "min": 0} for name in features}
+    columns["mean radius"] |= {"max": 100}  # mm: a radius beyond 10 cm is a unit or entry error
+    columns["mean area"] |= {"max": 10_000}
+    columns[TARGET] = {"type": "int64", "nullable": False, "allowed": [0, 1]}
+    columns["contact_email"] = {"type": "string", "regex": r"[^@\s]+@[^@\s]+\.[a-z]+"}
+    return {
+        "columns": columns,
+        "min_rows": 500,
+        "sql_checks": {"worst_radius_at_least_mean": '"worst radius" >= "mean radius"'},
+    }
+
+
+PRIVACY: dict[str, Any] = {
+    "by_column": {ID_COLUMN: {"action": "pseudonymize"}},
+    "by_tag": {"email": {"action": "drop"}},
+}
+"""The dataset's privacy policy (``PrivacyPolicy``'s dict form): the patient id becomes a keyed hash,
+which still joins but cannot be reversed without this installation's key; e-mail addresses are dropped."""
+
+
+def ingest(demo: Demo) -> None:
+    """Stage "ingest": publish the patients table as a checked raw version and its protected copy."""
+    table = patient_table(demo.seed)
+    features = [c for c in table.columns if c not in (ID_COLUMN, TARGET, "contact_email")]
+    started = from_ms(now_ms())  # what versions record, to the millisecond: older ones were reused
+    with (
+        demo.console.status("Ingesting: validating, profiling, scanning for personal data …"),
+        tempfile.TemporaryDirectory(prefix="steward-quickstart-") as folder,
+    ):
+        path = Path(folder) / "breast-cancer.csv"
+        table.to_csv(path, index=False)
+        result = steward.ingest(
+            path,
+            DATASET_NAME,
+            schema=expectations(features),
+            privacy=PRIVACY,
+            description="Breast-cancer biopsies, one row per patient (steward quickstart).",
+        )
+        if not result.versions:
+            _print_quarantined(demo.console, result.quarantined)
+            raise typer.Exit(code=1)
+        raw, protected = result.raw[-1], result.versions[-1]
+        # The ingestion's own report is not returned: run the same checks on what it stored, to count them.
+        service = steward.default_connection().data
+        checks = service.validate_version(DATASET_NAME, number=raw.number) if service else None
+    out = demo.console
+    what = checks.summary() if checks is not None else "its checks passed"
+    out.print(f"Ingested {path.name} ({len(raw.arrow_schema)} columns): {what}.")
+    out.print(_versions_table(raw, protected, raw.created_at < started, result.reused[-1]))
+    found = raw.pii_tags
+    pii = ", ".join(f"{escape(c)} → {escape(', '.join(t))}" for c, t in found.items()) or "none"
+    out.print(f"Personal data found in {raw.ref}: {pii}.")
+    out.print(f"Privacy policy: {_policy_effects(raw, found)}; every other column kept.")
+    out.print(_profile_table(protected, ["mean radius", "mean area", TARGET]))
+    demo.raw, demo.dataset = raw, protected
+    demo.notes.append(
+        f"{protected.ref} is {raw.ref} with the policy applied: pseudonyms are HMAC-SHA-256 under this "
+        f"home's key, so they still join but cannot be reversed. Ingesting the same file again publishes "
+        f"nothing new: the same content is the same version."
+    )
+    demo.next_steps += [
+        ("steward data list", "every dataset and its latest version"),
+        (f"steward data show {DATASET_NAME}", "the protected version: rows, digest, columns, source"),
+        (f"steward data profile {DATASET_NAME}", "per-column statistics, with histograms"),
+        (f"steward data scan {DATASET_NAME} --version {raw.number}", "the personal data in the raw version"),
+    ]
+
+
+def _print_quarantined(out: Console, batches: Sequence[QuarantinedBatch]) -> None:
+    for batch in batches:
+        failed = [r for r in batch.report.get("results", ()) if not r.get("passed")]
+        names = ", ".join(f"{r.get('check')}({r.get('column') or r.get('name') or ''})" for r in failed)
+        out.print(
+            f"[red]The data failed {len(failed)} check(s): {escape(names)}[/red]. It is kept in "
+            f"quarantine: steward data quarantine show {batch.id}"
+        )
+
+
+def _versions_table(
+    raw: steward.DatasetVersion, protected: steward.DatasetVersion, raw_reused: bool, reused: bool
+) -> Table:
+    table = new_table(
+        Column("Version", no_wrap=True),
+        "Kind",
+        "Parent",
+        Column("Rows", justify="right"),
+        Column("Content digest", no_wrap=True),
+        Column("", no_wrap=True),
+    )
+    parent = raw.ref if protected.parent_id == raw.id else str(protected.parent_id)
+    for version, kind, source, again in (
+        (raw, "raw", "-", raw_reused),
+        (protected, "protected", parent, reused),
+    ):
+        state = "[dim]reused[/dim]" if again else "[green]new[/green]"
+        digest = f"{version.content_digest[:12]}…"
+        table.add_row(version.ref, kind, source, f"{version.rows:,}", digest, state)
+    return table
+
+
+def _policy_effects(raw: steward.DatasetVersion, found: Mapping[str, list[str]]) -> str:
+    """Say what the policy did to each column it did not keep, and which rule made it do so."""
+    from steward.data.privacy import PrivacyPolicy
+
+    policy = PrivacyPolicy.from_dict(PRIVACY)
+    done = {"drop": "dropped", "pseudonymize": "pseudonymised", "mask": "masked", "generalize": "generalised"}
+    effects = []
+    for name in (str(c["name"]) for c in raw.arrow_schema):
+        rule = policy.rule_for(name, found.get(name, ()))
+        if rule.action != "keep":
+            why = "its column rule" if name in policy.by_column else f"tag {', '.join(found.get(name, ()))}"
+            effects.append(f"{escape(name)} {done[rule.action]} ({why})")
+    return ", ".join(effects) or "nothing to do"
+
+
+def _profile_table(version: steward.DatasetVersion, columns: list[str]) -> Table:
+    table = new_table(
+        Column("Column", no_wrap=True),
+        Column("Min", justify="right"),
+        Column("Max", justify="right"),
+        Column("Mean", justify="right"),
+        Column("Distribution", no_wrap=True),
+        title=f"Profile of {version.ref} (a glance; steward data profile shows every column)",
+    )
+    profiles = {str(c["name"]): c for c in version.profile.get("columns", ())}
+    for name in columns:
+        stats = profiles.get(name, {})
+        counts = (stats.get("histogram") or {}).get("counts") or ()
+        table.add_row(
+            escape(name),
+            format_number(stats.get("min"), digits=4),
+            format_number(stats.get("max"), digits=4),
+            format_number(stats.get("mean"), digits=4),
+            f"[cyan]{sparkline(counts)}[/cyan]",
+        )
+    return table
+
+
+def load_data(frame: pd.DataFrame, seed: int, test_size: float = 0.25, val_size: float = 0.2) -> Splits:
+    """Split a dataset version's rows into features and target, then into train, validation and test.
+
+    Args:
+        frame: The rows, as ``steward.get_dataset(…, format="pandas")`` returns them; every column but
+            the patient id and the target is a feature.
         seed: Seeds the splits.
         test_size: Share of all rows held out for the final metrics.
         val_size: Share of the remaining rows scored after each epoch.
     """
-    from sklearn.datasets import load_breast_cancer
     from sklearn.model_selection import train_test_split
 
-    bunch = load_breast_cancer()
-    x_dev, x_test, y_dev, y_test = train_test_split(
-        bunch.data, bunch.target, test_size=test_size, stratify=bunch.target, random_state=seed
-    )
+    features = frame.drop(columns=[ID_COLUMN, TARGET])
+    x, y = features.to_numpy(dtype=np.float64), frame[TARGET].to_numpy()
+    x_dev, x_test, y_dev, y_test = train_test_split(x, y, test_size=test_size, stratify=y, random_state=seed)
     x_train, x_val, y_train, y_val = train_test_split(
         x_dev, y_dev, test_size=val_size, stratify=y_dev, random_state=seed
     )
-    return Dataset(
-        x_train, y_train, x_val, y_val, x_test, y_test,
-        [str(name) for name in bunch.feature_names], [str(name) for name in bunch.target_names],
-    )  # fmt: skip
+    return Splits(
+        x_train, y_train, x_val, y_val, x_test, y_test, [str(c) for c in features.columns], TARGET_NAMES
+    )
 
 
 def track(demo: Demo) -> None:
-    """Stage "track": train an SGD logistic regression and record everything about it in a run."""
-    data = load_data(demo.seed)
+    """Stage "track": train an SGD logistic regression on the protected data and record it in a run."""
+    if demo.dataset is None:
+        raise RuntimeError("the track stage needs the ingest stage's dataset version")
+    version = demo.dataset
+    frame = steward.get_dataset(DATASET_NAME, version=version.number, format="pandas")
+    data = load_data(frame, demo.seed)
     params: dict[str, Any] = {
         "model": "SGDClassifier", "loss": "log_loss", "alpha": 1e-3, "epochs": 20, "cv_folds": 5,
         "scaler": "StandardScaler", "seed": demo.seed, "test_size": 0.25, "val_size": 0.2,
@@ -131,7 +322,9 @@ def track(demo: Demo) -> None:
     }  # fmt: skip
     tags = {
         "demo": "quickstart",
-        "dataset": "sklearn.datasets.load_breast_cancer",
+        "dataset": version.ref,
+        "dataset_version_id": version.id,
+        "dataset_source": "sklearn.datasets.load_breast_cancer",
         "framework": "scikit-learn",
     }
     columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TaskProgressColumn())
@@ -169,7 +362,7 @@ def track(demo: Demo) -> None:
 
 
 def _train(
-    data: Dataset, params: dict[str, Any], progress: Progress, task: TaskID
+    data: Splits, params: dict[str, Any], progress: Progress, task: TaskID
 ) -> tuple[Any, list[dict[str, float]]]:
     """Fit scaler + SGD classifier one epoch at a time, logging loss and accuracy per epoch."""
     from sklearn.linear_model import SGDClassifier
@@ -196,7 +389,7 @@ def _train(
     return Pipeline([("scaler", scaler), ("classifier", classifier)]), curve
 
 
-def _cross_validate(data: Dataset, params: dict[str, Any], progress: Progress, task: TaskID) -> list[float]:
+def _cross_validate(data: Splits, params: dict[str, Any], progress: Progress, task: TaskID) -> list[float]:
     """Score the same recipe with stratified k-fold CV on train + validation, one metric point per fold."""
     from sklearn.linear_model import SGDClassifier
     from sklearn.metrics import accuracy_score
@@ -225,7 +418,7 @@ def _cross_validate(data: Dataset, params: dict[str, Any], progress: Progress, t
     return scores
 
 
-def _evaluate(model: Any, data: Dataset) -> dict[str, float]:
+def _evaluate(model: Any, data: Splits) -> dict[str, float]:
     """Score the trained model on the held-out test set."""
     from sklearn.metrics import accuracy_score, f1_score, log_loss, roc_auc_score
 
@@ -239,7 +432,7 @@ def _evaluate(model: Any, data: Dataset) -> dict[str, float]:
     }
 
 
-def _log_artifacts(model: Any, data: Dataset, curve: list[dict[str, float]]) -> None:
+def _log_artifacts(model: Any, data: Splits, curve: list[dict[str, float]]) -> None:
     """Record the model (skops), the plots, the feature names and the test predictions."""
     import skops.io as sio
 
@@ -287,20 +480,13 @@ def _learning_curve_figure(curve: list[dict[str, float]]) -> Figure:
     return figure
 
 
-def dataset_id(data: Dataset) -> str:
-    """A stable id for the training split: its source and the digest of its bytes.
-
-    The data layer will register real dataset versions; until then the digest makes the lineage exact.
-    """
-    digest = hashlib.sha256(data.x_train.tobytes() + data.y_train.tobytes()).hexdigest()
-    return f"breast-cancer-train@sha256:{digest[:16]}"
-
-
 CARD_SECTIONS = {
     "intended_use": "A demonstration of Steward's lifecycle: scores breast-cancer biopsy features "
     "(Wisconsin diagnostic data) as malignant or benign. Not for clinical use.",
-    "training_data": "scikit-learn's bundled load_breast_cancer: 569 biopsies, 30 numeric features; "
-    "a stratified 60/15/25 split into train, validation and test.",
+    "training_data": f"The protected copy of the {DATASET_NAME} dataset (steward data show {DATASET_NAME}): "
+    "scikit-learn's bundled load_breast_cancer, 569 biopsies with 30 numeric features, ingested with "
+    "synthetic patient ids (pseudonymised) and e-mails (dropped); a stratified 60/15/25 split into "
+    "train, validation and test.",
     "limitations": "Trained on one small, old, single-site dataset; accuracy elsewhere is unknown. "
     "A linear model: it cannot capture interactions between features.",
 }
@@ -308,9 +494,9 @@ CARD_SECTIONS = {
 
 def register(demo: Demo) -> None:
     """Stage "register": register the model, alias it staging, load it back, print card and lineage."""
-    if demo.data is None or demo.model is None or demo.run_id is None:
-        raise RuntimeError("the register stage needs the track stage's model")
-    data, model = demo.data, demo.model
+    if demo.data is None or demo.model is None or demo.run_id is None or demo.dataset is None:
+        raise RuntimeError("the register stage needs the ingest stage's data and the track stage's model")
+    data, model, dataset = demo.data, demo.model, demo.dataset
     features = pd.DataFrame(data.x_train, columns=data.feature_names)
     signature = steward.infer_signature(features, model.predict_proba(data.x_train))
     version = steward.register_model(
@@ -319,7 +505,7 @@ def register(demo: Demo) -> None:
         flavor="sklearn",
         run_id=demo.run_id,
         signature=signature,
-        datasets={"train": dataset_id(data)},
+        datasets={"train": dataset.id},
         description="SGD logistic regression on the breast-cancer data (quickstart).",
         predict_fn="predict_proba",
     )
@@ -341,6 +527,8 @@ def register(demo: Demo) -> None:
     out.print(Markdown(registry.get_card(MODEL_NAME, version.version, "md")))
     out.rule("lineage")
     out.print(lineage_tree(registry.model_lineage(MODEL_NAME, version.version)))
+    source = f", the protected copy of {demo.raw.ref}" if demo.raw is not None else ""
+    out.print(f"The train dataset {dataset.id} is {dataset.ref}{source}.")
     demo.notes += [
         f"The model version's files are content-addressed and listed with their SHA-256 in "
         f"steward-model.yaml; load_model checks every digest, and predict checks inputs against the "
@@ -353,11 +541,12 @@ def register(demo: Demo) -> None:
             "the card as HTML",
         ),
         (f"steward lineage model {MODEL_NAME} {version.version}", "run, params, commit and data behind it"),
-        (f"steward lineage dataset {dataset_id(data)}", "every model trained on that data"),
+        (f"steward lineage dataset {dataset.id}", f"every model trained on {dataset.ref}"),
     ]
 
 
 STAGES: list[Stage] = [
+    Stage("ingest", "ingest the data: validate, profile, scan for PII, protect", ingest),
     Stage("track", "train a classifier and track the run", track),
     Stage("register", "register the model, alias it staging, show its card and lineage", register),
 ]
@@ -409,7 +598,7 @@ def quickstart(
         ),
     ] = None,
 ) -> None:
-    """Run the end-to-end demo: train a model on bundled data and track it, in well under a minute."""
+    """Run the end-to-end demo: ingest bundled data, train and track a model on it, register it."""
     demo = Demo(console)
     if home is not None:
         home = home.expanduser().resolve()

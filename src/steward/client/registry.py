@@ -58,7 +58,7 @@ class RemoteRegistryService:
 
     # -- registering -------------------------------------------------------------------------------
 
-    def upload_file(self, model: str, local_path: Path, path: str) -> ModelFile:
+    def upload_file(self, model: str, local_path: Path, path: str, datasets: Sequence[str] = ()) -> ModelFile:
         """Upload one bundle file (streamed, never read whole) before its version is created.
 
         Raises:
@@ -69,7 +69,11 @@ class RemoteRegistryService:
         try:
             with local_path.open("rb") as stream:
                 response = self.http.request(
-                    "POST", url, content=stream, params={"path": path}, headers=_OCTET
+                    "POST",
+                    url,
+                    content=stream,
+                    params={"path": path, "dataset": list(datasets)},
+                    headers=_OCTET,
                 )
         except OSError as exc:
             raise InvalidInput(f"cannot read {local_path}: {exc}", {"field": "path"}) from exc

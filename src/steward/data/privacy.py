@@ -418,6 +418,17 @@ class KAnonymityReport:
         data = asdict(self) | {"quasi_identifiers": list(self.quasi_identifiers)}
         return data | {"rows_below": {str(t): n for t, n in self.rows_below.items()}}
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> KAnonymityReport:
+        """Build from the dict ``to_dict`` returns (``smallest_group`` values in their JSON form)."""
+        return cls(
+            k=int(data["k"]),
+            quasi_identifiers=tuple(str(c) for c in data["quasi_identifiers"]),
+            groups=int(data["groups"]),
+            smallest_group=dict(data.get("smallest_group") or {}),
+            rows_below={int(t): int(n) for t, n in (data.get("rows_below") or {}).items()},
+        )
+
 
 def k_anonymity(
     table: pa.Table, quasi_identifiers: Sequence[str], *, thresholds: Sequence[int] = (2, 5, 10)

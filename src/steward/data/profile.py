@@ -442,6 +442,11 @@ class ColumnShift:
         """Return a JSON-ready dict."""
         return dataclasses.asdict(self)
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ColumnShift:
+        """Build from the dict ``to_dict`` returns."""
+        return cls(**{f.name: data[f.name] for f in dataclasses.fields(cls) if f.name in data})
+
 
 @dataclass(frozen=True)
 class ProfileDiff:
@@ -467,6 +472,12 @@ class ProfileDiff:
         columns = [c.to_dict() for c in self.columns]
         rows = {"rows_before": self.rows_before, "rows_after": self.rows_after}
         return rows | {"schema_changed": self.schema_changed, "columns": columns}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ProfileDiff:
+        """Build from the dict ``to_dict`` returns (``schema_changed`` is derived from the columns)."""
+        columns = tuple(ColumnShift.from_dict(c) for c in data.get("columns") or ())
+        return cls(int(data["rows_before"]), int(data["rows_after"]), columns)
 
 
 def diff_profiles(

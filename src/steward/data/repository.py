@@ -115,6 +115,17 @@ def version_by_id(conn: Connection, version_id: str) -> Row[Any] | None:
     return conn.execute(query).first()
 
 
+def datasets_of_versions(conn: Connection, version_ids: list[str]) -> list[Row[Any]]:
+    """The dataset rows (name, region, allowed_regions) of the versions with these ids."""
+    query = (
+        select(datasets.c.name, datasets.c.region, datasets.c.allowed_regions)
+        .join(dataset_versions, dataset_versions.c.dataset_id == datasets.c.id)
+        .where(dataset_versions.c.id.in_(version_ids))
+        .distinct()
+    )
+    return list(conn.execute(query))
+
+
 def version_rows(conn: Connection, dataset_id: str) -> list[Row[Any]]:
     """Every version of a dataset, by number."""
     query = (

@@ -9,8 +9,9 @@ version, or a model trained on one, into a store outside the allowed regions is 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from steward.config import REGION_PATTERN, Settings
 from steward.errors import InvalidInput, ResidencyViolation
@@ -33,6 +34,15 @@ class Residency:
     def permits(self, region: str) -> bool:
         """Whether data of this dataset may be written to a store in ``region``."""
         return region in self.allowed
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-ready dict (``allowed`` sorted)."""
+        return {"dataset": self.dataset, "region": self.region, "allowed": sorted(self.allowed)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Residency:
+        """Build from the dict ``to_dict`` returns."""
+        return cls(str(data["dataset"]), str(data["region"]), frozenset(str(r) for r in data["allowed"]))
 
 
 def residency_of(dataset: str, region: str, listed: Iterable[str] | None, settings: Settings) -> Residency:

@@ -9,6 +9,7 @@ a crash in between re-delivers it, and re-publishing it finds the same version.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -19,6 +20,7 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError as SQLIntegrityError
 
 from steward.core.ids import new_id
@@ -40,7 +42,8 @@ from steward.data.privacy import KAnonymityReport, PrivacyPolicy, apply_policy, 
 from steward.data.profile import DatasetProfile, ProfileDiff, diff_profiles, profile_table
 from steward.data.residency import Residency, check_new_dataset, check_write, residency_of
 from steward.data.validation import DatasetSchema, ValidationReport, validate
-from steward.errors import AlreadyExists, Conflict, InvalidInput, NotFound
+from steward.errors import AlreadyExists, Conflict, InvalidInput, NotFound, ResidencyViolation
+from steward.governance import audit
 from steward.store.platform import Platform
 
 STREAM_KINDS = frozenset({"redis_stream"})
@@ -151,6 +154,7 @@ class DataService:
         try:
             with self._db.transaction() as conn:
                 repo.insert_dataset(conn, values)
+                self._audit(conn, "dataset.create", "dataset", name, details={"region": values["region"]})
         except SQLIntegrityError:
             raise AlreadyExists(f"dataset {name!r} already exists", {"field": "dataset"}) from None
         return self.get_dataset(name)
@@ -197,7 +201,12 @@ class DataService:
         row = self._dataset_row(name)
         schema = as_schema(expectations)
         with self._db.transaction() as conn:
-            repo.set_expectations(conn, row.id, json.dumps(schema.to_dict()) if schema else None)
+            after = json.dumps(schema.to_dict()) if schema else None
+            repo.set_expectations(conn, row.id, after)
+            self._audit(
+                conn, "dataset.set_expectations", "dataset", name,
+                before_digest=_digest(row.expectations), after_digest=_digest(after),
+            )  # fmt: skip
         return self.get_dataset(name)
 
     def set_privacy(self, name: str, policy: PrivacyPolicy | Mapping[str, Any] | None) -> Dataset:
@@ -205,8 +214,27 @@ class DataService:
         row = self._dataset_row(name)
         found = as_policy(policy)
         with self._db.transaction() as conn:
-            repo.set_privacy(conn, row.id, json.dumps(found.to_dict()) if found else None)
+            after = json.dumps(found.to_dict()) if found else None
+            repo.set_privacy(conn, row.id, after)
+            self._audit(
+                conn, "dataset.set_privacy", "dataset", name,
+                before_digest=_digest(row.privacy), after_digest=_digest(after),
+            )  # fmt: skip
         return self.get_dataset(name)
+
+    def _audit(self, conn: Connection, action: str, kind: str, resource: str, **fields: Any) -> None:
+        audit.append(
+            conn, actor=self.platform.actor, action=action, resource_kind=kind, resource_id=resource, **fields
+        )
+
+    def _check_residency(self, name: str) -> None:
+        """Refuse (and audit the refusal of) a write of ``name``'s data into this store."""
+        try:
+            check_write(self.residency(name), self.platform.settings.store_region, "a version")
+        except ResidencyViolation as exc:
+            with self._db.transaction() as conn:
+                self._audit(conn, "dataset.write", "dataset", name, outcome="denied", details=exc.details)
+            raise
 
     # -- versions ----------------------------------------------------------------------------------
 
@@ -239,12 +267,21 @@ class DataService:
             return [repo.to_version(r, name) for r in repo.version_rows(conn, row.id)]
 
     def read_table(self, version: DatasetVersion, columns: Sequence[str] | None = None) -> pa.Table:
-        """Read a version's data (every file checked against its digest) as one Arrow table."""
+        """Read a version's data (every file checked against its digest) as one Arrow table.
+
+        Reading columns that its last scan tagged as personal data is recorded in the audit trail.
+        """
         tables = []
         for f in version.files:
             data = self.platform.blobs.get_bytes(f.digest)
             tables.append(pq.read_table(pa.BufferReader(data), columns=list(columns) if columns else None))
-        return pa.concat_tables(tables) if len(tables) > 1 else tables[0]
+        table = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
+        personal = sorted(c for c in version.pii_tags if c in table.column_names)
+        if personal:
+            with self._db.transaction() as conn:
+                details = {"ref": version.ref, "columns": personal}
+                self._audit(conn, "dataset_version.read_pii", "dataset_version", version.id, details=details)
+        return table
 
     def _store_parquet(self, table: pa.Table) -> DataFile:
         fd, tmp = tempfile.mkstemp(prefix="steward-data-", suffix=".parquet")
@@ -277,7 +314,7 @@ class DataService:
             ResidencyViolation: The artifact store is outside the dataset's allowed regions.
         """
         dataset = self._ensure_dataset(name)
-        check_write(self.residency(name), self.platform.settings.store_region, "a version")
+        self._check_residency(name)
         stored = self._store_parquet(table)
         with self._db.read() as conn:
             existing = repo.version_by_digest(conn, dataset.id, stored.digest)
@@ -319,6 +356,14 @@ class DataService:
                         "created_by": self.platform.actor,
                     }
                     repo.insert_version(conn, values, [edge])
+                    self._audit(
+                        conn, "dataset.publish", "dataset_version", version_id,
+                        after_digest=stored.digest,
+                        details={
+                            "ref": f"{name}@{values['number']}", "rows": table.num_rows,
+                            "source": str(source.get("kind", "")), "parent_id": parent_id,
+                        },
+                    )  # fmt: skip
             except SQLIntegrityError:
                 continue  # another writer took the number or published the same content: look again
             return self.get_version_by_id(version_id), False
@@ -383,7 +428,7 @@ class DataService:
             target = self.set_expectations(dataset, schema)
         if policy is not None and target.privacy != policy.to_dict():
             target = self.set_privacy(dataset, policy)
-        check_write(self.residency(dataset), self.platform.settings.store_region, "a version")
+        self._check_residency(dataset)
         checks = DatasetSchema.from_dict(target.expectations) if target.expectations else None
         if isinstance(source, os.PathLike):
             source = os.fspath(source)
@@ -494,6 +539,8 @@ class DataService:
         findings = pii.scan(self.read_table(version), sample_rows=sample_rows, min_share=min_share)
         with self._db.transaction() as conn:
             repo.set_pii(conn, version.id, json.dumps([f.to_dict() for f in findings]))
+            tags = {f.column: list(f.tags) for f in findings}
+            self._audit(conn, "dataset_version.scan", "dataset_version", version.id, details={"tags": tags})
         return self.get_version_by_id(version.id), findings
 
     def protect(
@@ -558,6 +605,10 @@ class DataService:
             if same is not None:  # the same bad batch again (a redelivery): keep one copy
                 batch_id = same.id
             else:
+                self._audit(
+                    conn, "dataset.quarantine", "quarantined_batch", batch_id,
+                    after_digest=stored.digest, details={"dataset": dataset, "rows": table.num_rows},
+                )  # fmt: skip
                 repo.insert_quarantine(
                     conn,
                     {
@@ -632,6 +683,9 @@ class DataService:
     def _resolve(self, batch_id: str, status: QuarantineStatus, resolution: str) -> None:
         with self._db.transaction() as conn:
             done = repo.resolve_quarantine(conn, batch_id, status, now_ms(), self.platform.actor, resolution)
+            if done:
+                action = "quarantine.release" if status is QuarantineStatus.RELEASED else "quarantine.drop"
+                self._audit(conn, action, "quarantined_batch", batch_id, details={"resolution": resolution})
         if not done:
             current = self.get_quarantined(batch_id)
             raise Conflict(f"batch {batch_id} is {current.status.value}, not HELD", {"field": "batch"})
@@ -655,6 +709,10 @@ class _TableSource:
     def batches(self) -> Iterator[Batch]:
         """Yield the table."""
         yield Batch(self.table, dict(self.info or {"kind": "table"}))
+
+
+def _digest(text: str | None) -> str | None:
+    return hashlib.sha256(text.encode()).hexdigest() if text is not None else None
 
 
 def _concat(tables: Iterable[pa.Table]) -> pa.Table:

@@ -66,6 +66,20 @@ class CheckResult:
             out["name"] = self.name
         return out
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> CheckResult:
+        """Build from the dict ``to_dict`` returns (examples stay in their JSON form)."""
+        failing = data.get("failing_rows")
+        return cls(
+            check=str(data["check"]),
+            column=data.get("column"),
+            passed=bool(data["passed"]),
+            failing_rows=int(failing) if failing is not None else None,
+            examples=tuple(data.get("examples") or ()),
+            message=str(data.get("message", "")),
+            name=data.get("name"),
+        )
+
 
 @dataclass(frozen=True)
 class ValidationReport:
@@ -101,8 +115,16 @@ class ValidationReport:
             "results": [r.to_dict() for r in self.results],
         }
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ValidationReport:
+        """Build from the dict ``to_dict`` returns (``passed`` is derived from the results)."""
+        results = tuple(CheckResult.from_dict(r) for r in data.get("results") or ())
+        return cls(int(data["rows"]), results, float(data.get("seconds", 0.0)))
+
 
 def _json_value(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _json_value(v) for k, v in value.items()}
     if isinstance(value, datetime | date):
         return value.isoformat()
     if isinstance(value, bytes):
@@ -345,9 +367,17 @@ def _run_value_checks(con: duckdb.DuckDBPyConnection, pending: list[_Pending]) -
         examples: tuple[Any, ...] = ()
         if failing:
             examples = _examples(con, p)
-        message = p.message if not failing else f"{p.message}: {failing:,} rows fail"
+        message = (
+            p.message
+            if not failing
+            else f"{p.message}: {_rows(failing)} {'fails' if failing == 1 else 'fail'}"
+        )
         results.append(CheckResult(p.check, p.column, failing == 0, failing, examples, message, p.name))
     return results
+
+
+def _rows(n: int) -> str:
+    return f"{n:,} row" if n == 1 else f"{n:,} rows"
 
 
 def _examples(con: duckdb.DuckDBPyConnection, p: _Pending) -> tuple[Any, ...]:
@@ -374,7 +404,7 @@ def _unique_check(con: duckdb.DuckDBPyConnection, name: str, i: int) -> CheckRes
         f"SELECT {c} FROM t WHERE {c} IS NOT NULL GROUP BY {c} HAVING count(*) > 1 LIMIT {EXAMPLES}"
     ).fetchall()
     failing = int(duplicated[0] or 0)
-    message = f"values must be unique: {values - distinct:,} repeats, in {failing:,} rows"
+    message = f"values must be unique: {values - distinct:,} repeated, in {_rows(failing)}"
     return CheckResult("unique", name, False, failing, tuple(r[0] for r in examples), message)
 
 

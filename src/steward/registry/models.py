@@ -305,8 +305,12 @@ class RegistryBackend(Protocol):
     Both raise the errors of ``steward.errors``; one contract test suite runs against both.
     """
 
-    def upload_file(self, model: str, local_path: Path, path: str) -> ModelFile:
-        """Store one bundle file (content-addressed) before its version is created."""
+    def upload_file(self, model: str, local_path: Path, path: str, datasets: Sequence[str] = ()) -> ModelFile:
+        """Store one bundle file (content-addressed) before its version is created.
+
+        ``datasets`` (the dataset version ids the model was trained on) lets the store refuse the bytes
+        before writing them when their data may not reside in its region (``ResidencyViolation``).
+        """
         ...
 
     def create_version(self, model: str, spec: VersionSpec) -> ModelVersion:

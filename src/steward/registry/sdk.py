@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import platform as _platform
 import tempfile
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -63,10 +63,12 @@ def _backend() -> tuple[RegistryBackend, Settings]:
     return _resolver()
 
 
-def _upload_dir(backend: RegistryBackend, model: str, directory: Path) -> list[ModelFile]:
+def _upload_dir(
+    backend: RegistryBackend, model: str, directory: Path, datasets: Sequence[str] = ()
+) -> list[ModelFile]:
     files = []
     for path in sorted(p for p in directory.rglob("*") if p.is_file()):
-        files.append(backend.upload_file(model, path, path.relative_to(directory).as_posix()))
+        files.append(backend.upload_file(model, path, path.relative_to(directory).as_posix(), datasets))
     return files
 
 
@@ -138,7 +140,7 @@ def register_model(
     chosen = get_flavor(flavor or detect_flavor(model))
     with tempfile.TemporaryDirectory(prefix="steward-model-") as tmp:
         saved = chosen.save(model, Path(tmp), **flavor_options)
-        files = _upload_dir(backend, name, Path(tmp))
+        files = _upload_dir(backend, name, Path(tmp), sorted(set((datasets or {}).values())))
     spec = VersionSpec(
         flavor=chosen.name,
         files=files,
@@ -286,7 +288,7 @@ def export_onnx(uri: str, sample: Any = None, *, rtol: float = 1e-4, atol: float
     choice = {"output": "probabilities"} if predict_fn == "predict_proba" else {}
     with tempfile.TemporaryDirectory(prefix="steward-onnx-") as tmp:
         saved = onnx_flavor.save(onnx_bytes, Path(tmp), **choice)
-        files = _upload_dir(backend, version.model, Path(tmp))
+        files = _upload_dir(backend, version.model, Path(tmp), sorted(set(version.datasets.values())))
     options: dict[str, Any] = {
         **saved.options,
         "requirements": pinned_requirements(saved.packages, saved.modules),

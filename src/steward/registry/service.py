@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +13,8 @@ from steward.core.ids import new_id
 from steward.core.names import validate_key, validate_name
 from steward.core.semver import next_version, parse_version, sort_key
 from steward.core.time import from_ms, now_ms
+from steward.data import repository as data_repo
+from steward.data.residency import check_write, residency_of
 from steward.errors import Conflict, InvalidInput, NotFound
 from steward.registry import repository as repo
 from steward.registry.cards import check_card_fields, render_card
@@ -102,14 +104,42 @@ class RegistryService:
 
     # -- registering -------------------------------------------------------------------------------
 
-    def upload_file(self, model: str, local_path: Path, path: str) -> ModelFile:
+    def check_residency(self, datasets: Iterable[str]) -> None:
+        """Refuse to store a model trained on these dataset versions where their data may not reside.
+
+        Ids that are not Steward dataset versions carry no region rules and pass.
+
+        Raises:
+            ResidencyViolation: The artifact store is outside a dataset's allowed regions.
+        """
+        ids = sorted({d for d in datasets if isinstance(d, str)})
+        if not ids:
+            return
+        with self._db.read() as conn:
+            rows = data_repo.datasets_of_versions(conn, ids)
+        store = self.platform.settings.store_region
+        for row in rows:
+            listed = json.loads(row.allowed_regions) if row.allowed_regions else None
+            rules = residency_of(row.name, row.region, listed, self.platform.settings)
+            check_write(rules, store, "a model trained on a version")
+
+    def upload_file(self, model: str, local_path: Path, path: str, datasets: Sequence[str] = ()) -> ModelFile:
         """Store one bundle file in the blob store (content-addressed; storing it twice is free).
+
+        Args:
+            model: The model it belongs to.
+            local_path: The file.
+            path: Its path inside the bundle.
+            datasets: The dataset version ids the model was trained on: the file is refused before it
+                is stored if their data may not reside in the artifact store's region.
 
         Raises:
             InvalidInput: For a bad model name or file path.
+            ResidencyViolation: See ``check_residency``.
         """
         validate_name(model, "model")
         check_files([ModelFile(path, "", 0)])
+        self.check_residency(datasets)
         ref = self.platform.blobs.put_file(local_path)
         return ModelFile(path, ref.digest, ref.size)
 
@@ -165,9 +195,11 @@ class RegistryService:
             InvalidInput: For a bad name, SemVer, file list, dataset or metric.
             NotFound: If ``spec.run_id`` names no run.
             Conflict: If the explicit version already exists.
+            ResidencyViolation: The store is outside the allowed regions of a dataset it was trained on.
         """
         validate_name(model, "model")
         files = self._check_spec(spec)
+        self.check_residency(spec.datasets.values())
         run, run_metrics = self._run_facts(spec.run_id)
         inputs = json.dumps(spec.signature.inputs.to_dict(), sort_keys=True) if spec.signature else None
         for _attempt in range(_MAX_ATTEMPTS):

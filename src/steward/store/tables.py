@@ -288,3 +288,25 @@ quarantined_batches = Table(
     Index("ix_quarantined_batches_dataset", "dataset_id", "status"),
 )
 """Batches that failed validation: kept whole with their report until released or dropped."""
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("seq", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=False),
+    Column("id", String(32), nullable=False),
+    Column("at", BigInteger, nullable=False),
+    Column("actor", String(256), nullable=False),
+    Column("action", String(64), nullable=False),
+    Column("resource_kind", String(64), nullable=False),
+    Column("resource_id", String(256), nullable=False),
+    Column("outcome", String(16), nullable=False),
+    Column("details", Text, nullable=False),
+    Column("request_id", String(64), nullable=True),
+    Column("before_digest", String(64), nullable=True),
+    Column("after_digest", String(64), nullable=True),
+    Column("prev_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False),
+    UniqueConstraint("id", name="uq_audit_log_id"),
+    Index("ix_audit_log_resource", "resource_kind", "resource_id"),
+)
+"""The audit trail: one row per state change (or refusal), each carrying the hash of the one before."""

@@ -19,7 +19,7 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from email.utils import parsedate_to_datetime
 from typing import Any
-from urllib.parse import urljoin
+from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 
 import httpx
 import pyarrow as pa
@@ -30,6 +30,8 @@ from steward.errors import InvalidInput, NotFound, ServiceUnavailable
 _MAX_BACKOFF = 30.0
 _MAX_RETRY_AFTER = 60.0
 _MODES = ("next", "page_param", "cursor_param")
+# Query parameters whose values are secrets: shown as ``***`` in messages and in the recorded source.
+_SECRET_WORDS = ("key", "token", "secret", "password", "signature", "auth", "sig")
 
 
 class HttpConnector:
@@ -49,6 +51,9 @@ class HttpConnector:
         retries: Retries of one page after the first attempt.
         backoff: The first retry's base wait, doubled on each further retry.
         retry_on: Statuses worth retrying.
+
+    Raises:
+        InvalidInput: The URL is not an ``http(s)://`` URL with a host, or an option is out of range.
     """
 
     def __init__(
@@ -80,6 +85,7 @@ class HttpConnector:
             raise InvalidInput("cursor pagination needs cursor_path", {"field": "pagination"})
         if max_pages < 1 or retries < 0 or timeout <= 0 or backoff < 0:
             raise InvalidInput("max_pages ≥ 1, retries ≥ 0, timeout > 0, backoff ≥ 0", {"field": "source"})
+        _check_url(url, "url")
         self.url = url
         self.params = dict(params or {})
         self.headers = dict(headers or {})
@@ -107,10 +113,10 @@ class HttpConnector:
                 records.extend(page)
                 pages += 1
                 truncated = more
-        source: dict[str, Any] = {"kind": "http", "url": self.url, "pages": pages}
+        source: dict[str, Any] = {"kind": "http", "url": _shown(self.url), "pages": pages}
         if truncated:
             source["truncated"] = True
-        yield Batch(_to_table(records, self.url), source)
+        yield Batch(_to_table(records, source["url"]), source)
 
     def _pages(self, client: httpx.Client) -> Iterator[tuple[bool, list[Any]]]:
         """Yield (whether a further page was left unread, the page's records) per page."""
@@ -120,8 +126,9 @@ class HttpConnector:
             params[mode["page_param"]] = int(mode.get("start", 1))
         seen: set[str] = set()
         for number in range(1, self.max_pages + 1):
-            body = self._get(client, url, params, number)
-            records = _records(body, self.records_path, number, url)
+            shown = _shown(httpx.URL(url).copy_merge_params(params) if params else url)
+            body = self._get(client, url, params, number, shown)
+            records = _records(body, self.records_path, number, shown)
             if "next" in mode:
                 link = _dig(body, mode["next"])
                 follow = str(link) if link else None
@@ -138,7 +145,8 @@ class HttpConnector:
             if follow is not None and "page_param" not in mode:
                 if follow in seen:
                     raise InvalidInput(
-                        f"the pagination of {self.url} loops: page {number} points back to {follow}",
+                        f"the pagination of {_shown(self.url)} loops: page {number} points back to "
+                        f"{_shown(follow)}",
                         {"field": "pagination", "page": number},
                     )
                 seen.add(follow)
@@ -146,32 +154,70 @@ class HttpConnector:
             if follow is None:
                 return
 
-    def _get(self, client: httpx.Client, url: str, params: Mapping[str, Any], number: int) -> Any:
+    def _get(
+        self, client: httpx.Client, url: str, params: Mapping[str, Any], number: int, page_url: str
+    ) -> Any:
+        """Fetch one page, retrying what is transient; ``page_url`` names it (secrets masked)."""
         last, status = "", None
         for attempt in range(self.retries + 1):
             wait = None
             try:
                 response = client.get(url, params=params or None)
+            except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:  # a bad next link: no retry helps
+                raise InvalidInput(
+                    f"page {number} has a URL that cannot be fetched ({page_url}): {exc}",
+                    {"field": "pagination", "url": page_url, "page": number},
+                ) from exc
             except httpx.TimeoutException:
                 last, status = f"timed out after {self.timeout:g} s", None
-            except httpx.TransportError as exc:
+            except httpx.HTTPError as exc:  # connection refused or reset, broken encoding, redirect loop
                 last, status = f"{type(exc).__name__}: {exc}", None
             else:
                 if response.status_code not in self.retry_on:
-                    return _body(response, number, url)
+                    return _body(response, number, page_url)
                 last, status = f"HTTP {response.status_code}", response.status_code
                 if response.status_code in (429, 503):
                     wait = _retry_after(response.headers.get("Retry-After"))
             if attempt < self.retries:
                 time.sleep(wait if wait is not None else self._delay(attempt))
         raise ServiceUnavailable(
-            f"GET {url} (page {number}) failed after {self.retries + 1} attempts; last: {last}",
-            {"url": url, "page": number, "status": status},
+            f"GET {page_url} (page {number}) failed after {self.retries + 1} attempts; last: {last}",
+            {"url": page_url, "page": number, "status": status},
         )
 
     def _delay(self, attempt: int) -> float:
         ceiling = min(_MAX_BACKOFF, self.backoff * 2**attempt)
         return random.uniform(ceiling / 2, ceiling)  # "equal jitter": never much less than the backoff
+
+
+def _check_url(url: str, field: str) -> None:
+    try:
+        parsed = httpx.URL(url)
+    except (httpx.InvalidURL, TypeError) as exc:
+        raise InvalidInput(f"not an HTTP URL: {exc}", {"field": field}) from None
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        raise InvalidInput(
+            f"not an HTTP URL: {_shown(url)!r} (expected http://host/path or https://…)", {"field": field}
+        )
+
+
+def _shown(url: str | httpx.URL) -> str:
+    """The URL with its password and secret-looking query values (``api_key=``, ``token=``) as ``***``."""
+    parts = urlsplit(str(url))
+    netloc = parts.netloc
+    if parts.password is not None:
+        netloc = f"{parts.username or ''}:***@{netloc.rpartition('@')[2]}"
+    query = parts.query
+    if query:
+        pairs = parse_qsl(query, keep_blank_values=True)
+        if any(_secret(key) for key, _ in pairs):
+            query = urlencode([(k, "***" if _secret(k) else v) for k, v in pairs], safe="*")
+    return urlunsplit(parts._replace(netloc=netloc, query=query))
+
+
+def _secret(name: str) -> bool:
+    lowered = name.lower()
+    return any(word in lowered for word in _SECRET_WORDS)
 
 
 def _retry_after(value: str | None) -> float | None:

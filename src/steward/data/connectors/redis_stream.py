@@ -212,12 +212,13 @@ def _mask(url: str) -> str:
     parts = urlsplit(url)
     if parts.password is None:
         return url
-    netloc = f"{parts.username or ''}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    netloc = f"{parts.username or ''}:***@{parts.netloc.rpartition('@')[2]}"
     return urlunsplit(parts._replace(netloc=netloc))
 
 
 def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
+    """Text of an id or field name; bytes that are not UTF-8 keep their escapes (``\\xff``)."""
+    return value.decode(errors="backslashreplace") if isinstance(value, bytes) else value
 
 
 def _parse_id(value: bytes | str | None) -> tuple[int, int] | None:
@@ -233,17 +234,24 @@ def _at_or_below(entry_id: bytes, checkpoint: tuple[int, int] | None) -> bool:
 
 
 def _entries(reply: Any) -> list[tuple[bytes, dict[bytes, bytes] | None]]:
-    """The entries of an ``XREADGROUP`` reply (RESP2 list or RESP3 dict) for one stream."""
+    """The entries of an ``XREADGROUP`` reply for one stream.
+
+    RESP2 replies ``[[stream, entries]]``; redis-py's RESP3 parser ``{stream: [entries]}``, the entries
+    wrapped in one more list.
+    """
     if not reply:
         return []
-    streams = reply.values() if isinstance(reply, dict) else [item[1] for item in reply]
+    if isinstance(reply, dict):
+        streams = [v[0] if v and isinstance(v[0], list) else v for v in reply.values()]
+    else:
+        streams = [item[1] for item in reply]
     return [(entry_id, fields or None) for entries in streams for entry_id, fields in entries]
 
 
-def _decode(raw: bytes) -> tuple[Any, Any]:
-    """A field's value as (JSON value if it parses, else text; its text)."""
+def _decode(raw: bytes | str) -> tuple[Any, Any]:
+    """A field's value as (JSON value if it parses, else text; its text); bytes if it is not UTF-8."""
     try:
-        text = raw.decode()
+        text = raw if isinstance(raw, str) else raw.decode()  # str: a client with decode_responses
     except UnicodeDecodeError:
         return raw, raw
     try:

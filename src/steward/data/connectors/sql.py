@@ -36,6 +36,9 @@ _PG_TYPES: dict[int, Any] = {
     1186: pa.duration("us"), 2950: pa.string(), 114: pa.string(), 3802: pa.string(),
 }  # fmt: skip
 _PG_NUMERIC = 1700
+# An inferred decimal column keeps this many digits before the point, whatever its scale: batches of
+# different scales then join (pyarrow's permissive promotion) into one decimal128 of the largest scale.
+_INTEGER_DIGITS = 28
 _DRIVER_EXTRAS = {"psycopg": "postgres", "psycopg2": "postgres"}
 _PLAIN = (bool, int, float, str, bytes, Decimal)
 _ARROW_ERRORS = (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OverflowError)
@@ -223,8 +226,8 @@ class _Columns:
             array = pa.array(values)  # inferred on its own: converting to a known type could truncate
         except _ARROW_ERRORS as exc:
             array = _as_text(name, values, exc)
-        if pa.types.is_decimal(array.type):  # leave room for wider values in later batches
-            array = array.cast(pa.decimal128(38, array.type.scale))
+        if pa.types.is_decimal(array.type):  # room for wider values in later batches
+            array = _cast(name, array, _decimal(array.type.scale))
         if known is not None and array.type != known:
             array = _fit(name, array, known)
         if not pa.types.is_null(array.type):
@@ -240,7 +243,7 @@ def _fit(name: str, array: Any, known: Any) -> Any:
     if pa.types.is_integer(known) and pa.types.is_floating(kind):
         return array  # the column widens to float from here on
     if pa.types.is_decimal(known) and pa.types.is_decimal(kind):
-        return array.cast(pa.decimal128(38, max(known.scale, kind.scale)))
+        return array if kind.scale > known.scale else _cast(name, array, known)  # widens to the scale
     if pa.types.is_integer(kind) and (pa.types.is_floating(known) or pa.types.is_decimal(known)):
         try:
             return array.cast(known)  # a safe cast: it fails rather than lose digits
@@ -250,6 +253,20 @@ def _fit(name: str, array: Any, known: Any) -> Any:
         f"column {name!r} of the query changes type: {kind} values after rows of type {known}",
         {"field": "query", "column": name},
     )
+
+
+def _decimal(scale: int) -> Any:
+    return pa.decimal128(min(38, _INTEGER_DIGITS + scale), scale)
+
+
+def _cast(name: str, array: Any, to: Any) -> Any:
+    try:
+        return array.cast(to)  # a safe cast: it fails rather than lose digits
+    except _ARROW_ERRORS as exc:
+        raise InvalidInput(
+            f"column {name!r} of the query has values that do not fit {to}: {exc}",
+            {"field": "query", "column": name},
+        ) from exc
 
 
 def _as_text(name: str, values: list[Any], exc: Exception) -> Any:
