@@ -14,6 +14,7 @@ import steward
 from steward.config import load_settings
 from steward.data.service import DataService
 from steward.errors import InvalidInput, NotFound, ResidencyViolation
+from steward.governance import audit
 from steward.registry.service import RegistryService
 from steward.store.platform import Platform
 
@@ -54,6 +55,10 @@ def test_writing_a_dataset_into_a_store_outside_its_regions_is_refused(home: Pat
         assert "uae-north" in message and "eu-west-1" in message and "patients" in message
         assert refused.value.details["store_region"] == "eu-west-1"
         assert [v.number for v in eu.list_versions("patients")] == [1]  # nothing was published
+        with eu.platform.metadata.read() as conn:
+            [denied] = audit.entries(conn, action="dataset.write")
+        assert (denied.outcome, denied.resource_id) == ("denied", "patients")
+        assert denied.details["store_region"] == "eu-west-1"
         blobs = list((home / "artifacts" / "blobs").rglob("*"))
         assert len([b for b in blobs if b.is_file()]) == 1  # and nothing was stored
 
@@ -101,6 +106,9 @@ def test_a_model_trained_on_a_dataset_is_not_stored_outside_its_regions(home: Pa
         assert {p for p in (home / "artifacts").rglob("*") if p.is_file()} == before  # no bytes written
         with pytest.raises(NotFound):
             steward.get_model("risk")
+        with platform.metadata.read() as conn:
+            refusals = audit.entries(conn, action="model.write")
+        assert refusals and all(e.outcome == "denied" for e in refusals)
         steward.configure(home=home, region="uae-north")
         registered = steward.register_model("risk", model, flavor="sklearn", datasets={"train": version.id})
         assert registered.datasets == {"train": version.id}

@@ -15,7 +15,8 @@ from steward.core.semver import next_version, parse_version, sort_key
 from steward.core.time import from_ms, now_ms
 from steward.data import repository as data_repo
 from steward.data.residency import check_write, residency_of
-from steward.errors import Conflict, InvalidInput, NotFound
+from steward.errors import Conflict, InvalidInput, NotFound, ResidencyViolation
+from steward.governance import audit
 from steward.registry import repository as repo
 from steward.registry.cards import check_card_fields, render_card
 from steward.registry.manifest import (
@@ -121,7 +122,15 @@ class RegistryService:
         for row in rows:
             listed = json.loads(row.allowed_regions) if row.allowed_regions else None
             rules = residency_of(row.name, row.region, listed, self.platform.settings)
-            check_write(rules, store, "a model trained on a version")
+            try:
+                check_write(rules, store, "a model trained on a version")
+            except ResidencyViolation as exc:
+                with self._db.transaction() as conn:
+                    audit.append(
+                        conn, actor=self.platform.actor, action="model.write", resource_kind="dataset",
+                        resource_id=row.name, outcome="denied", details={**exc.details, "versions": ids},
+                    )  # fmt: skip
+                raise
 
     def upload_file(self, model: str, local_path: Path, path: str, datasets: Sequence[str] = ()) -> ModelFile:
         """Store one bundle file in the blob store (content-addressed; storing it twice is free).
