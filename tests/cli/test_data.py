@@ -223,9 +223,50 @@ def test_malformed_csv_is_an_error_naming_the_file(steward_home: Path, tmp_path:
     assert "missing.csv" in fails("data", "ingest", str(tmp_path / "missing.csv"), "--dataset", "tx")
 
 
-def test_remote_mode_says_datasets_are_embedded_only(
-    steward_home: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("STEWARD_URI", "http://127.0.0.1:9")
+POLICY = """\
+by_tag:
+  email: {action: pseudonymize}
+by_column:
+  country: {action: mask, params: {keep_first: 1}}
+"""
 
-    assert "not served over HTTP" in fails("data", "list")
+
+def test_protect_publishes_a_pseudonymised_copy_and_says_what_changed(tx: Path, tmp_path: Path) -> None:
+    add_email_version(tmp_path)
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(POLICY)
+
+    printed = run("data", "protect", "tx", "--policy", str(policy)).stdout
+    versions = as_json("data", "versions", "tx")
+    rows = as_json("data", "protect", "tx", "-p", str(policy), "--version", "2")
+
+    assert "tx@2" in printed and "tx@3" in printed and "pseudonymize" in printed and "mask" in printed
+    assert [v["ref"] for v in versions] == ["tx@1", "tx@2", "tx@3"]
+    assert versions[-1]["parent_id"] == versions[1]["id"]
+    assert rows["version"]["ref"] == "tx@3"  # the same input and key: the same version
+    assert rows["version"]["source"]["actions"] == {"country": "mask", "email": "pseudonymize"}
+
+
+def test_ingest_with_a_privacy_policy_publishes_raw_and_protected(steward_home: Path, tmp_path: Path) -> None:
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("by_tag:\n  email: {action: drop}\n")
+    rows = [(i, 1.0 * i, "AE", f"user{i}@example.com") for i in range(1, 5)]
+    source = write_csv(tmp_path / "people.csv", rows, "id,amount,country,email")
+
+    ingested = as_json("data", "ingest", str(source), "-d", "people", "--privacy", str(policy))
+
+    [version] = ingested["versions"]
+    assert version["ref"] == "people@2" and version["parent_id"] == ingested["raw"][0]["id"]
+    assert "email" not in [c["name"] for c in version["arrow_schema"]]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("by_tag:\n  email: {action: shred}\n")
+    assert "shred" in fails("data", "ingest", str(source), "-d", "people", "--privacy", str(bad))
+
+
+def test_kanon_reports_the_smallest_group(tx: Path) -> None:
+    report = as_json("data", "kanon", "tx", "-q", "country")
+    printed = run("data", "kanon", "tx", "--quasi", "country").stdout
+
+    assert (report["k"], report["groups"], report["smallest_group"]) == (2, 2, {"country": "FR"})
+    assert "2-anonymous" in printed
+    assert "'nope'" in fails("data", "kanon", "tx", "-q", "nope")

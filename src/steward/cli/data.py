@@ -1,7 +1,7 @@
 """``steward data``: ingest files into validated, versioned datasets; profile, check, scan and compare them.
 
-The commands work on the embedded data service (``steward.connect().data``). Datasets are not served
-over HTTP yet, so with ``STEWARD_URI`` set every command says so and exits 1. The profiling, validation
+The commands work on the data service of ``steward.connect().data``: embedded, or the server that
+``STEWARD_URI`` names (files are then read here and uploaded). The profiling, validation
 and PII modules (which pull in pyarrow and DuckDB) are imported by the commands that need them, so
 ``steward --help`` stays fast.
 """
@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -34,11 +34,8 @@ from steward.cli.output import (
     print_json,
     sparkline,
 )
-from steward.data.models import DatasetVersion, QuarantineStatus
+from steward.data.models import DataBackend, DatasetVersion, QuarantineStatus
 from steward.errors import InvalidInput
-
-if TYPE_CHECKING:
-    from steward.data.service import DataService
 
 EXIT_CHECKS_FAILED = 3
 """Exit code of ``ingest`` when every batch was quarantined, and of ``validate`` when a check fails."""
@@ -80,14 +77,30 @@ class SourceFormat(StrEnum):
 
 
 @contextmanager
-def _data_service() -> Iterator[DataService]:
+def _data_service() -> Iterator[DataBackend]:
     with connection() as conn:
-        if conn.data is None:
-            raise InvalidInput(
-                "datasets are not served over HTTP yet: unset STEWARD_URI to work on them embedded",
-                {"field": "uri"},
-            )
         yield conn.data
+
+
+def _policy_option(help_text: str, name: str = "--privacy") -> Any:
+    return typer.Option(
+        name, "-p", exists=True, dir_okay=False, readable=True, help=help_text, show_default=False
+    )
+
+
+def _read_policy(path: Path) -> Any:
+    """Read a YAML privacy policy (``by_tag``, ``by_column``, ``default``: each ``{action, params}``)."""
+    import yaml
+
+    from steward.data.privacy import PrivacyPolicy
+
+    try:
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise InvalidInput(f"cannot read privacy policy {path}: {exc}", {"field": "privacy"}) from None
+    if not isinstance(loaded, dict):
+        raise InvalidInput(f"privacy policy {path} is not a mapping", {"field": "privacy"})
+    return PrivacyPolicy.from_dict(loaded)
 
 
 def _expectations_option(help_text: str) -> Any:
@@ -113,6 +126,12 @@ def ingest(
         SourceFormat | None,
         typer.Option("--format", "-f", help="Read the source as this format (default: from its name)."),
     ] = None,
+    privacy: Annotated[
+        Path | None,
+        _policy_option(
+            "A YAML privacy policy; it becomes the dataset's, and each version gets a protected copy."
+        ),
+    ] = None,
     description: Annotated[str, typer.Option("--description", help="Describes a new dataset.")] = "",
     as_json: JsonOption = False,
 ) -> None:
@@ -125,7 +144,14 @@ def ingest(
     """
     options: dict[str, Any] = {"format": fmt.value} if fmt is not None else {}
     with _data_service() as data, err_console.status(f"Ingesting {escape(source)} …"):
-        result = data.ingest(source, dataset, expectations=expectations, description=description, **options)
+        result = data.ingest(
+            source,
+            dataset,
+            expectations=expectations,
+            privacy=_read_policy(privacy) if privacy is not None else None,
+            description=description,
+            **options,
+        )
     if as_json:
         print_json(
             {
@@ -134,6 +160,7 @@ def ingest(
                     {**v.to_json(), "reused": r} for v, r in zip(result.versions, result.reused, strict=True)
                 ],
                 "quarantined": [batch.to_json() for batch in result.quarantined],
+                "raw": [v.to_json() for v in result.raw],
             }
         )
     else:
@@ -296,12 +323,12 @@ def validate_version(
     Prints every check with its failing rows and examples. Exit code 0 when all pass, 3 when one
     fails, 1 on an error.
     """
-    from steward.data.validation import DatasetSchema, validate
+    from steward.data.validation import DatasetSchema
 
     schema = DatasetSchema.from_yaml(expectations)
     with _data_service() as data, err_console.status(f"Validating {escape(name)} …"):
         found = data.get_version(name, version)
-        report = validate(data.read_table(found), schema)
+        report = data.validate_version(name, schema, found.number)
     if as_json:
         print_json({"ref": found.ref, **report.to_dict()})
     else:
@@ -314,12 +341,12 @@ def validate_version(
 
 @app.command("scan")
 def scan(name: DatasetName, version: VersionOption = None, as_json: JsonOption = False) -> None:
-    """Scan a version for personal data: which columns hold it, found by name or by value, with examples."""
-    from steward.data import pii
+    """Scan a version for personal data: which columns hold it, found by name or by value, with examples.
 
+    The findings become the version's PII tags, which privacy policies act on (``steward data protect``).
+    """
     with _data_service() as data, err_console.status(f"Scanning {escape(name)} …"):
-        found = data.get_version(name, version)
-        findings = pii.scan(data.read_table(found))
+        found, findings = data.scan(name, version)
     if as_json:
         print_json({"ref": found.ref, "findings": [finding.to_dict() for finding in findings]})
         return
@@ -345,6 +372,66 @@ def scan(name: DatasetName, version: VersionOption = None, as_json: JsonOption =
     console.print(table)
 
 
+@app.command("protect")
+def protect(
+    name: DatasetName,
+    policy: Annotated[
+        Path | None, _policy_option("A YAML privacy policy (default: the dataset's own).", "--policy")
+    ] = None,
+    version: VersionOption = None,
+    target: Annotated[
+        str | None,
+        typer.Option("--target", "-t", help="Publish the copy in this dataset (default: the same)."),
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Apply a privacy policy to a version: drop, mask, pseudonymise or generalise its personal data.
+
+    The protected copy is a new version whose lineage points to the raw one. Pseudonyms are keyed
+    (HMAC-SHA-256 with this installation's secret): stable and joinable, not reversible.
+    """
+    with _data_service() as data, err_console.status(f"Protecting {escape(name)} …"):
+        raw = data.get_version(name, version)
+        found = data.protect(name, raw.number, _read_policy(policy) if policy else None, target=target)
+    if as_json:
+        print_json({"from": raw.ref, "version": found.to_json()})
+        return
+    actions: dict[str, str] = dict(found.source.get("actions") or {})
+    ref = f"[bold green]{escape(found.ref)}[/bold green]"
+    console.print(f"Protected [bold]{escape(raw.ref)}[/bold] as {ref}.")
+    rows = [(escape(column), escape(action)) for column, action in actions.items()]
+    console.print(
+        details_grid([*rows, ("Rows", f"{found.rows:,}")]) if rows else "No column needed a change."
+    )
+
+
+@app.command("kanon")
+def kanon(
+    name: DatasetName,
+    quasi_identifiers: Annotated[
+        list[str], typer.Option("--quasi", "-q", help="A quasi-identifier column (repeat the option).")
+    ],
+    version: VersionOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Measure k-anonymity: the size of the smallest group of rows sharing the quasi-identifiers' values."""
+    with _data_service() as data, err_console.status(f"Grouping {escape(name)} …"):
+        found = data.get_version(name, version)
+        report = data.k_anonymity(name, quasi_identifiers, found.number)
+    if as_json:
+        print_json({"ref": found.ref, **report.to_dict()})
+        return
+    style = "green" if report.k >= 5 else "yellow" if report.k >= 2 else "red"
+    console.print(
+        f"{escape(found.ref)} is [{style}]{report.k}-anonymous[/{style}] over "
+        f"{escape(', '.join(report.quasi_identifiers))}: {report.groups:,} groups"
+    )
+    smallest = ", ".join(f"{k}={v}" for k, v in report.smallest_group.items())
+    console.print(details_grid([("Smallest group", escape(smallest) or "-")]))
+    for threshold, rows in report.rows_below.items():
+        console.print(f"  rows in groups smaller than {threshold}: {rows:,}")
+
+
 @app.command("diff")
 def diff(
     name: DatasetName,
@@ -356,11 +443,9 @@ def diff(
 
     A population stability index above 0.2 is highlighted: the column's distribution moved a lot.
     """
-    from steward.data.profile import DatasetProfile, diff_profiles
-
     with _data_service() as data:
         before, after = data.get_version(name, old), data.get_version(name, new)
-    changes = diff_profiles(DatasetProfile.from_dict(before.profile), DatasetProfile.from_dict(after.profile))
+        changes = data.diff(name, old, new)
     if as_json:
         print_json({"from": before.ref, "to": after.ref, **changes.to_dict()})
         return
@@ -542,6 +627,8 @@ def _source_text(source: Mapping[str, Any]) -> str:
     kind = str(source.get("kind", "source"))
     if kind == "quarantine":
         return f"released from quarantine batch {source.get('batch')}"
+    if kind == "privacy":
+        return f"protected from {source.get('from')}"
     where = source.get("url") or source.get("path") or source.get("stream") or source.get("query")
     if where is None:
         where = json.dumps({k: v for k, v in source.items() if k != "kind"}, default=str)
@@ -563,8 +650,11 @@ def _examples(values: Sequence[Any], limit: int = 3) -> str:
     return shown + (", …" if len(values) > limit else "")
 
 
-def _top_values(top_k: Sequence[tuple[Any, int]] | None, limit: int = 3) -> str:
-    return "  ".join(f"{_format_value(value)} ({count})" for value, count in list(top_k or ())[:limit])
+def _top_values(top_k: Sequence[tuple[Any, int]] | None, limit: int = 3, width: int = 12) -> str:
+    def cut(text: str) -> str:
+        return text if len(text) <= width else text[: width - 1] + "…"
+
+    return "  ".join(f"{cut(_format_value(value))} ({count})" for value, count in list(top_k or ())[:limit])
 
 
 def _format_value(value: Any) -> str:

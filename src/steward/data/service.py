@@ -271,6 +271,12 @@ class DataService:
 
         Reading columns that its last scan tagged as personal data is recorded in the audit trail.
         """
+        if columns is not None:
+            known = {c["name"] for c in version.arrow_schema}
+            missing = [c for c in columns if c not in known]
+            if missing:
+                message = f"{version.ref} has no column {missing[0]!r}"
+                raise InvalidInput(message, {"field": "columns", "column": missing[0]})
         tables = []
         for f in version.files:
             data = self.platform.blobs.get_bytes(f.digest)
@@ -581,7 +587,10 @@ class DataService:
     ) -> tuple[DatasetVersion, bool]:
         secret = privacy_secret(self.platform.settings)
         protected = apply_policy(table, raw.pii_tags, policy, secret)
-        source = {"kind": "privacy", "from": raw.ref, "from_id": raw.id, "policy": policy.to_dict()}
+        meta = (protected.schema.metadata or {}).get(b"steward.privacy")
+        actions = json.loads(meta) if meta else {}
+        source = {"kind": "privacy", "from": raw.ref, "from_id": raw.id, "actions": actions}
+        source["policy"] = policy.to_dict()
         return self.publish(target, protected, source, parent_id=raw.id, relation="protected_from")
 
     def k_anonymity(
