@@ -107,10 +107,10 @@ def test_malformed_source_names_the_file_and_publishes_nothing(data: DataService
     broken.write_text('id,amount,country\n1,2.0,AE\n2,"3.0,FR\n')
     with pytest.raises(InvalidInput, match="broken.csv"):
         data.ingest(str(broken), "transactions")
-    with pytest.raises(NotFound):
-        data.get_version("transactions")
     with pytest.raises(NotFound, match="missing.csv"):
-        data.ingest(str(tmp_path / "missing.csv"), "transactions")
+        data.ingest(str(tmp_path / "missing.csv"), "transactions", expectations=EXPECTATIONS)
+    assert data.list_datasets() == []  # not even an empty dataset is left behind
+    assert not (data.platform.settings.home / "artifacts" / "blobs").exists()
 
 
 def test_each_version_records_where_it_came_from_as_lineage(data: DataService, tmp_path: Path) -> None:
@@ -142,3 +142,20 @@ def test_sdk_ingests_and_reads_back_as_pandas(steward_home: Path, tmp_path: Path
     assert isinstance(steward.get_dataset("transactions", 1), pa.Table)
     assert [d.name for d in steward.list_datasets()] == ["transactions"]
     assert steward.get_dataset_version("transactions").rows == 2
+
+
+def test_a_query_read_in_chunks_is_one_version_with_one_source(data: DataService, tmp_path: Path) -> None:
+    import sqlite3
+
+    db = tmp_path / "src.db"
+    with sqlite3.connect(db) as conn:
+        conn.execute("CREATE TABLE t (id INTEGER, amount REAL, country TEXT)")
+        conn.executemany("INSERT INTO t VALUES (?, ?, ?)", [(i, float(i), "AE") for i in range(1, 11)])
+    result = data.ingest({"sql": "SELECT * FROM t", "url": f"sqlite:///{db}"}, "tx", batch_rows=3)
+    version = result.version
+    assert version is not None and version.rows == 10 and len(result.versions) == 1
+    assert (version.source["kind"], version.source["query"], version.source["batches"]) == (
+        "sql",
+        "SELECT * FROM t",
+        4,
+    )

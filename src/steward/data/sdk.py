@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from steward.config import Settings
-from steward.data.models import Dataset, DatasetVersion, IngestResult
+from steward.data.models import DataBackend, Dataset, DatasetVersion, IngestResult
 from steward.errors import InvalidInput, StewardError
 
 if TYPE_CHECKING:  # the service pulls in DuckDB and pyarrow: imported when first used, not with steward
@@ -16,10 +16,9 @@ if TYPE_CHECKING:  # the service pulls in DuckDB and pyarrow: imported when firs
     from steward.data.connectors import Connector
     from steward.data.privacy import PrivacyPolicy
     from steward.data.profile import ProfileDiff
-    from steward.data.service import DataService
     from steward.data.validation import DatasetSchema
 
-DataResolver = Callable[[], "tuple[DataService, Settings]"]
+DataResolver = Callable[[], "tuple[DataBackend, Settings]"]
 _resolver: DataResolver | None = None
 
 
@@ -29,7 +28,7 @@ def set_data_resolver(resolver: DataResolver) -> None:
     _resolver = resolver
 
 
-def _service() -> DataService:
+def _service() -> DataBackend:
     if _resolver is None:
         raise StewardError("steward is not configured: import steward (which installs the default backend)")
     return _resolver()[0]

@@ -227,10 +227,10 @@ class DataService:
             conn, actor=self.platform.actor, action=action, resource_kind=kind, resource_id=resource, **fields
         )
 
-    def _check_residency(self, name: str) -> None:
+    def _check_residency(self, name: str, rules: Residency | None = None) -> None:
         """Refuse (and audit the refusal of) a write of ``name``'s data into this store."""
         try:
-            check_write(self.residency(name), self.platform.settings.store_region, "a version")
+            check_write(rules or self.residency(name), self.platform.settings.store_region, "a version")
         except ResidencyViolation as exc:
             with self._db.transaction() as conn:
                 self._audit(conn, "dataset.write", "dataset", name, outcome="denied", details=exc.details)
@@ -427,15 +427,20 @@ class DataService:
         schema = as_schema(expectations)
         policy = as_policy(privacy)
         try:
-            target = self.get_dataset(dataset)
+            existing: Dataset | None = self.get_dataset(dataset)
         except NotFound:
-            target = self._create_quietly(dataset, description, schema, region, allowed_regions)
-        if schema is not None and target.expectations != schema.to_dict():
-            target = self.set_expectations(dataset, schema)
-        if policy is not None and target.privacy != policy.to_dict():
-            target = self.set_privacy(dataset, policy)
-        self._check_residency(dataset)
-        checks = DatasetSchema.from_dict(target.expectations) if target.expectations else None
+            existing = None
+        if existing is not None:
+            self._check_residency(dataset)
+        else:  # refuse now what creating it would refuse, but create it only once there is data
+            home = region or self.platform.settings.store_region
+            listed = check_new_dataset(dataset, home, allowed_regions, self.platform.settings)
+            rules = residency_of(dataset, home, listed, self.platform.settings)
+            self._check_residency(dataset, rules)
+        own_checks = existing.expectations if existing is not None else None
+        checks = schema or (DatasetSchema.from_dict(own_checks) if own_checks else None)
+        own_policy = existing.privacy if existing is not None else None
+        protect = policy or (PrivacyPolicy.from_dict(own_policy) if own_policy else None)
         if isinstance(source, os.PathLike):
             source = os.fspath(source)
         if not isinstance(source, str | Mapping) and not hasattr(source, "batches"):
@@ -445,15 +450,28 @@ class DataService:
                 raise InvalidInput(f"options {sorted(options)} do not apply to a table", {"field": "source"})
         else:
             connector = connector_for(source, **options)
-        protect = PrivacyPolicy.from_dict(target.privacy) if target.privacy else None
         out = _Outcome()
+        prepared = False
+
+        def prepare() -> None:  # the dataset and its rules are stored with its first batch
+            nonlocal prepared
+            if not prepared:
+                found = existing or self._create_quietly(dataset, description, None, region, allowed_regions)
+                if schema is not None and found.expectations != schema.to_dict():
+                    self.set_expectations(dataset, schema)
+                if policy is not None and found.privacy != policy.to_dict():
+                    self.set_privacy(dataset, policy)
+                prepared = True
+
         pending: list[Batch] = []
         for batch in connector.batches():
             if batch.source.get("kind") in STREAM_KINDS:
+                prepare()
                 self._handle(dataset, [batch], checks, protect, out)
             else:
                 pending.append(batch)
         if pending:
+            prepare()
             self._handle(dataset, pending, checks, protect, out)
         return IngestResult(tuple(out.versions), tuple(out.quarantined), tuple(out.reused), tuple(out.raw))
 
@@ -479,11 +497,7 @@ class DataService:
         out: _Outcome,
     ) -> None:
         table = batches[0].table if len(batches) == 1 else _concat([b.table for b in batches])
-        source = (
-            dict(batches[0].source)
-            if len(batches) == 1
-            else {"kind": "batches", "parts": [dict(b.source) for b in batches]}
-        )
+        source = _combined_source([b.source for b in batches])
         report = validate(table, checks) if checks is not None else None
         if report is not None and not report.passed:
             out.quarantined.append(self._quarantine(dataset, table, source, report.to_dict()))
@@ -718,6 +732,19 @@ class _TableSource:
     def batches(self) -> Iterator[Batch]:
         """Yield the table."""
         yield Batch(self.table, dict(self.info or {"kind": "table"}))
+
+
+def _combined_source(sources: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """One description for the batches of one version: each distinct part once, with a batch count."""
+    if len(sources) == 1:
+        return dict(sources[0])
+    parts: list[dict[str, Any]] = []
+    for source in sources:
+        if dict(source) not in parts:
+            parts.append(dict(source))
+    if len(parts) == 1:  # a query or an API read in chunks
+        return {**parts[0], "batches": len(sources)}
+    return {"kind": "batches", "parts": parts}
 
 
 def _digest(text: str | None) -> str | None:

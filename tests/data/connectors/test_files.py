@@ -96,7 +96,8 @@ def test_columns_select_and_a_schema_casts(tmp_path: Path) -> None:
 
 def test_a_failing_cast_names_the_column(tmp_path: Path) -> None:
     path = write(tmp_path / "data.parquet", "parquet")
-    with pytest.raises(InvalidInput, match="column 'name' of .*data.parquet cannot be cast to int64") as err:
+    message = r"column 'name' of .*data\.parquet cannot be cast to int64"
+    with pytest.raises(InvalidInput, match=message) as err:
         read(str(path), schema=pa.schema([("name", pa.int64())]))
     assert err.value.details["column"] == "name"
 
@@ -115,7 +116,8 @@ def test_a_csv_row_with_the_wrong_number_of_columns_names_the_line(tmp_path: Pat
     lines[10] = ""
     path = tmp_path / "wide.csv"
     path.write_text("\n".join(lines) + "\n")
-    with pytest.raises(InvalidInput, match=r"bad CSV in .*wide\.csv line 50002: Expected 2 columns, got 3") as err:
+    message = r"bad CSV in .*wide\.csv line 50002: Expected 2 columns, got 3"
+    with pytest.raises(InvalidInput, match=message) as err:
         read(str(path))
     assert err.value.details == {"field": "source", "file": str(path), "line": 50002}
 
@@ -146,7 +148,7 @@ def test_quoted_line_breaks_are_read_when_allowed(tmp_path: Path) -> None:
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(rows=st.lists(st.lists(st.text(alphabet='ab ,"x\'é', max_size=6), min_size=2, max_size=2), max_size=8))
+@given(rows=st.lists(st.lists(st.text(alphabet="ab ,\"x'é", max_size=6), min_size=2, max_size=2), max_size=8))
 def test_any_csv_that_python_writes_reads_back_unchanged(tmp_path: Path, rows: list[list[str]]) -> None:
     out = io.StringIO()
     csv.writer(out, lineterminator="\n").writerows([["p", "q"], *rows])
@@ -176,7 +178,10 @@ def test_an_invalid_json_line_is_named_past_the_reader_blocks(tmp_path: Path) ->
 
 @pytest.mark.parametrize(
     ("text", "message"),
-    [('{"a": 1}\n{"a": "x"}\n', "field /a changed from number to string"), ('{"a": 1}\n[1]\n', "expected a JSON object, got array")],
+    [
+        ('{"a": 1}\n{"a": "x"}\n', "field /a changed from number to string"),
+        ('{"a": 1}\n[1]\n', "expected a JSON object, got array"),
+    ],
 )
 def test_json_lines_that_do_not_fit_a_table_are_named(tmp_path: Path, text: str, message: str) -> None:
     path = tmp_path / "mixed.jsonl"
@@ -215,7 +220,7 @@ def test_files_on_s3_are_read_through_the_endpoint(s3_artifacts: S3Artifacts, tm
     batches = read({"file": f"{s3_artifacts.url}/part-*", "endpoint_url": endpoint})
     assert [b.source["format"] for b in batches] == ["parquet", "csv"]
     assert batches[1].source["url"] == f"{s3_artifacts.url}/part-b.csv"
-    with pytest.raises(NotFound, match="missing.csv"):
+    with pytest.raises(NotFound, match=r"missing\.csv"):
         read(f"{s3_artifacts.url}/missing.csv", endpoint_url=endpoint)
 
 
@@ -255,7 +260,9 @@ def test_connector_for_returns_a_connector_object_itself() -> None:
         (42, {}, "cannot read a source of type int"),
     ],
 )
-def test_connector_for_refuses_what_it_cannot_read(source: Any, options: dict[str, Any], message: str) -> None:
+def test_connector_for_refuses_what_it_cannot_read(
+    source: Any, options: dict[str, Any], message: str
+) -> None:
     with pytest.raises(InvalidInput, match=message):
         connector_for(source, **options)
 

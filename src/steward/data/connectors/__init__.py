@@ -16,6 +16,7 @@ that needs them.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -45,14 +46,17 @@ _KINDS: dict[str, tuple[type[Any], str]] = {
 }
 
 
-def connector_for(source: str | Mapping[str, Any] | Connector, **options: Any) -> Connector:
+def connector_for(
+    source: str | os.PathLike[str] | Mapping[str, Any] | Connector, **options: Any
+) -> Connector:
     """Return the connector that reads ``source``.
 
     Args:
-        source: A path, URL or glob of files (``"data.csv"``, ``"s3://bucket/key.parquet"``,
-            ``"logs/*.jsonl"``); a mapping with one kind key (``{"sql": query, "url": db_url}``,
-            ``{"http": url, …}``, ``{"redis_stream": name, "url": …, "group": …}``, ``{"file": url}``)
-            whose other keys are the connector's options; or a ``Connector``, returned as is.
+        source: A path (``str`` or ``pathlib.Path``), URL or glob of files (``"data.csv"``,
+            ``"s3://bucket/key.parquet"``, ``"logs/*.jsonl"``); a mapping with one kind key
+            (``{"sql": query, "url": db_url}``, ``{"http": url, …}``, ``{"redis_stream": name, "url": …,
+            "group": …}``, ``{"file": url}``) whose other keys are the connector's options; or a
+            ``Connector``, returned as is.
         **options: More options for the connector (they win over the mapping's keys), e.g.
             ``format=``, ``columns=``, ``endpoint_url=`` for files.
 
@@ -63,7 +67,7 @@ def connector_for(source: str | Mapping[str, Any] | Connector, **options: Any) -
         InvalidInput: For a source of no known kind, or an option the connector does not take.
     """
     connector: Connector
-    if isinstance(source, str):
+    if isinstance(source, str | os.PathLike):
         connector = construct(FileConnector, "file", {"url": source, **options})
         return connector
     if isinstance(source, Mapping):

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from email.utils import parsedate_to_datetime
@@ -30,8 +31,12 @@ from steward.errors import InvalidInput, NotFound, ServiceUnavailable
 _MAX_BACKOFF = 30.0
 _MAX_RETRY_AFTER = 60.0
 _MODES = ("next", "page_param", "cursor_param")
-# Query parameters whose values are secrets: shown as ``***`` in messages and in the recorded source.
-_SECRET_WORDS = ("key", "token", "secret", "password", "signature", "auth", "sig")
+# Words of a query parameter's name (split at ``_``, ``-``, ``.``) that make its value a secret, shown
+# as ``***`` in messages and in the recorded source: ``api_key``, ``access_token``, ``X-Amz-Signature``.
+_SECRET_WORDS = frozenset(
+    {"key", "apikey", "token", "secret", "password", "passwd", "pwd", "signature", "sig", "auth"}
+    | {"credential", "credentials"}
+)
 
 
 class HttpConnector:
@@ -216,8 +221,7 @@ def _shown(url: str | httpx.URL) -> str:
 
 
 def _secret(name: str) -> bool:
-    lowered = name.lower()
-    return any(word in lowered for word in _SECRET_WORDS)
+    return any(word in _SECRET_WORDS for word in re.split(r"[_.\-]", name.lower()))
 
 
 def _retry_after(value: str | None) -> float | None:

@@ -68,11 +68,13 @@ class SqlConnector:
 
         try:
             self._url = make_url(url)
-        except (ArgumentError, ValueError) as exc:  # ValueError: a port that is not a number
+        except (ArgumentError, ValueError) as exc:
+            # Not the parser's own message: it may quote a part of the URL, which can be the password.
+            problem = "its port is not a number" if isinstance(exc, ValueError) else "it does not parse"
             raise InvalidInput(
-                f"not a database URL ({exc}); expected e.g. postgresql+psycopg://user@host:5432/db",
+                f"not a database URL ({problem}); expected e.g. postgresql+psycopg://user:pw@host:5432/db",
                 {"field": "url"},
-            ) from None  # the parser's own exception may quote the URL, password and all
+            ) from None
         if batch_rows < 1:
             raise InvalidInput("batch_rows must be at least 1", {"field": "batch_rows"})
         self.url = _masked(self._url)
@@ -104,7 +106,9 @@ class SqlConnector:
                         raise InvalidInput("the query returns no rows (use a SELECT)", {"field": "query"})
                     names = list(result.keys())
                     postgres = self._url.get_backend_name() == "postgresql"
-                    columns = _Columns(names, _declared_types(result.cursor.description, len(names), postgres))
+                    columns = _Columns(
+                        names, _declared_types(result.cursor.description, len(names), postgres)
+                    )
                     emitted = False
                     while rows := result.fetchmany(self.batch_rows):
                         yield Batch(columns.table(rows), source)
@@ -154,7 +158,9 @@ class SqlConnector:
         try:
             conn = engine.connect()
         except SQLAlchemyError as exc:
-            raise ServiceUnavailable(f"cannot connect to {self.url}: {_reason(exc)}", {"url": self.url}) from exc
+            raise ServiceUnavailable(
+                f"cannot connect to {self.url}: {_reason(exc)}", {"url": self.url}
+            ) from exc
         backend = self._url.get_backend_name()
         try:
             if backend == "postgresql":
