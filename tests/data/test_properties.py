@@ -51,18 +51,24 @@ def data() -> Iterator[DataService]:
         platform.close()
 
 
+def _cells(table: pa.Table) -> list[list[Any]]:
+    return [["NaN" if v != v else v for v in column.to_pylist()] for column in table.columns]
+
+
 def _finite(column: pa.ChunkedArray) -> list[Any]:
     return [v for v in column.to_pylist() if v is not None and not (isinstance(v, float) and math.isnan(v))]
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(table=tables())
-def test_ingest_round_trips_and_the_same_content_is_the_same_version(data: DataService, table: pa.Table) -> None:
+def test_ingest_round_trips_and_the_same_content_is_the_same_version(
+    data: DataService, table: pa.Table
+) -> None:
     first = data.ingest(table, "random")
     again = data.ingest(table, "random")
     assert first.version is not None and again.version == first.version and again.reused == (True,)
     back = data.read_table(first.version)
-    assert back.equals(table)
+    assert back.schema.equals(table.schema) and _cells(back) == _cells(table)  # NaN != NaN for equals()
     assert first.version.rows == table.num_rows
 
 

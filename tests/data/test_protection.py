@@ -30,7 +30,10 @@ PEOPLE = pa.table(
 )
 POLICY = PrivacyPolicy(
     by_tag={"email": Rule("drop")},
-    by_column={"customer_id": Rule("pseudonymize"), "age": Rule("generalize", {"to": "age_band", "width": 20})},
+    by_column={
+        "customer_id": Rule("pseudonymize"),
+        "age": Rule("generalize", {"to": "age_band", "width": 20}),
+    },
 )
 
 
@@ -74,8 +77,12 @@ def test_pseudonyms_are_stable_and_joinable_across_datasets(data: DataService) -
     orders = pa.table({"customer_id": ["C-3", "C-1"], "total": [5.0, 7.0]})
     data.ingest(orders, "orders")
     a = data.read_table(data.protect("people", 1, POLICY))
-    b = data.read_table(data.protect("orders", 1, PrivacyPolicy(by_column={"customer_id": Rule("pseudonymize")})))
-    left = dict(zip(PEOPLE.column("customer_id").to_pylist(), a.column("customer_id").to_pylist(), strict=True))
+    b = data.read_table(
+        data.protect("orders", 1, PrivacyPolicy(by_column={"customer_id": Rule("pseudonymize")}))
+    )
+    left = dict(
+        zip(PEOPLE.column("customer_id").to_pylist(), a.column("customer_id").to_pylist(), strict=True)
+    )
     assert b.column("customer_id").to_pylist() == [left["C-3"], left["C-1"]]
 
 

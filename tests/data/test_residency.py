@@ -94,7 +94,9 @@ def test_a_model_trained_on_a_dataset_is_not_stored_outside_its_regions(home: Pa
         version = uae.ingest(TABLE, "patients").version
         assert version is not None
     model = LogisticRegression().fit(np.array([[0.0], [1.0], [2.0], [3.0]]), [0, 0, 1, 1])
-    platform = Platform.from_settings(load_settings(home=home, region="uae-north", artifacts_region="eu-west-1"))
+    platform = Platform.from_settings(
+        load_settings(home=home, region="uae-north", artifacts_region="eu-west-1")
+    )
     registry = RegistryService(platform)
     before = {p for p in (home / "artifacts").rglob("*") if p.is_file()}
     try:

@@ -9,12 +9,10 @@ a crash in between re-delivers it, and re-publishing it finds the same version.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,10 +24,21 @@ from sqlalchemy.exc import IntegrityError as SQLIntegrityError
 from steward.core.ids import new_id
 from steward.core.names import validate_name
 from steward.core.time import now_ms
-from steward.data import pii
+from steward.data import pii, protection, quarantine
 from steward.data import repository as repo
 from steward.data.connectors import Batch, Connector, connector_for
-from steward.data.keys import privacy_secret
+from steward.data.inputs import (
+    Outcome,
+    TableSource,
+    as_policy,
+    as_schema,
+    as_table,
+    combined_source,
+    concat_tables,
+    lineage_source,
+    schema_of,
+    text_digest,
+)
 from steward.data.models import (
     DataFile,
     Dataset,
@@ -38,7 +47,7 @@ from steward.data.models import (
     QuarantinedBatch,
     QuarantineStatus,
 )
-from steward.data.privacy import KAnonymityReport, PrivacyPolicy, apply_policy, k_anonymity
+from steward.data.privacy import KAnonymityReport, PrivacyPolicy
 from steward.data.profile import DatasetProfile, ProfileDiff, diff_profiles, profile_table
 from steward.data.residency import Residency, check_new_dataset, check_write, residency_of
 from steward.data.validation import DatasetSchema, ValidationReport, validate
@@ -46,55 +55,12 @@ from steward.errors import AlreadyExists, Conflict, InvalidInput, NotFound, Resi
 from steward.governance import audit
 from steward.store.platform import Platform
 
+__all__ = ["STREAM_KINDS", "DataService", "as_policy", "as_schema", "as_table"]
+
 STREAM_KINDS = frozenset({"redis_stream"})
 """Sources whose batches are published one version each (micro-batches), not concatenated."""
 PARQUET_COMPRESSION = "zstd"
 _MAX_ATTEMPTS = 8
-
-
-def _schema_of(table: pa.Table) -> list[dict[str, Any]]:
-    return [{"name": f.name, "type": str(f.type), "nullable": f.nullable} for f in table.schema]
-
-
-def _lineage_source(source: Mapping[str, Any]) -> str:
-    kind = str(source.get("kind", "source"))
-    where = source.get("url") or source.get("stream") or source.get("query") or ""
-    return f"{kind}:{where}"[:128]
-
-
-def as_policy(policy: PrivacyPolicy | Mapping[str, Any] | None) -> PrivacyPolicy | None:
-    """Accept a privacy policy as a ``PrivacyPolicy`` or its dict."""
-    if policy is None or isinstance(policy, PrivacyPolicy):
-        return policy
-    if isinstance(policy, Mapping):
-        return PrivacyPolicy.from_dict(policy)
-    raise InvalidInput(
-        f"expected a PrivacyPolicy or its dict, got {type(policy).__name__}", {"field": "privacy"}
-    )
-
-
-def as_table(data: Any) -> pa.Table:
-    """Accept an Arrow table or a pandas (or polars) DataFrame as an Arrow table."""
-    if isinstance(data, pa.Table):
-        return data
-    if hasattr(data, "to_arrow"):  # polars
-        return pa.table(data.to_arrow())
-    import pandas as pd
-
-    if isinstance(data, pd.DataFrame):
-        return pa.Table.from_pandas(data, preserve_index=False)
-    raise InvalidInput(
-        f"expected an Arrow table or a DataFrame, got {type(data).__name__}", {"field": "table"}
-    )
-
-
-def as_schema(expectations: DatasetSchema | Mapping[str, Any] | str | Path | None) -> DatasetSchema | None:
-    """Accept expectations as a ``DatasetSchema``, a dict, YAML text or a YAML file path."""
-    if expectations is None or isinstance(expectations, DatasetSchema):
-        return expectations
-    if isinstance(expectations, Mapping):
-        return DatasetSchema.from_dict(expectations)
-    return DatasetSchema.from_yaml(expectations)
 
 
 class DataService:
@@ -106,7 +72,7 @@ class DataService:
 
     def __init__(self, platform: Platform) -> None:
         self.platform = platform
-        self._db = platform.metadata
+        self.metadata = platform.metadata
 
     # -- datasets ----------------------------------------------------------------------------------
 
@@ -152,9 +118,9 @@ class DataService:
             "created_by": self.platform.actor,
         }
         try:
-            with self._db.transaction() as conn:
+            with self.metadata.transaction() as conn:
                 repo.insert_dataset(conn, values)
-                self._audit(conn, "dataset.create", "dataset", name, details={"region": values["region"]})
+                self.record(conn, "dataset.create", "dataset", name, details={"region": values["region"]})
         except SQLIntegrityError:
             raise AlreadyExists(f"dataset {name!r} already exists", {"field": "dataset"}) from None
         return self.get_dataset(name)
@@ -168,9 +134,14 @@ class DataService:
         """The regions the dataset of a version (by id) may reside in: what a model trained on it obeys."""
         return self.residency(self.get_version_by_id(version_id).dataset)
 
-    def _dataset_row(self, name: str) -> Any:
+    def dataset_row(self, name: str) -> Any:
+        """The stored row of dataset ``name`` (for the domain's own modules).
+
+        Raises:
+            NotFound: If there is none.
+        """
         validate_name(name, "dataset")
-        with self._db.read() as conn:
+        with self.metadata.read() as conn:
             row = repo.find_dataset(conn, name)
         if row is None:
             raise NotFound(f"dataset {name!r} not found", {"field": "dataset"})
@@ -182,14 +153,14 @@ class DataService:
         Raises:
             NotFound: If there is none.
         """
-        row = self._dataset_row(name)
-        with self._db.read() as conn:
+        row = self.dataset_row(name)
+        with self.metadata.read() as conn:
             latest, count = repo.version_stats(conn).get(row.id, (None, 0))
         return repo.to_dataset(row, latest, count)
 
     def list_datasets(self) -> list[Dataset]:
         """Return every dataset, by name."""
-        with self._db.read() as conn:
+        with self.metadata.read() as conn:
             rows = repo.list_dataset_rows(conn)
             stats = repo.version_stats(conn)
         return [repo.to_dataset(r, *stats.get(r.id, (None, 0))) for r in rows]
@@ -198,31 +169,32 @@ class DataService:
         self, name: str, expectations: DatasetSchema | Mapping[str, Any] | str | Path | None
     ) -> Dataset:
         """Replace the expectations every later ingestion of ``name`` is checked against (None: none)."""
-        row = self._dataset_row(name)
+        row = self.dataset_row(name)
         schema = as_schema(expectations)
-        with self._db.transaction() as conn:
+        with self.metadata.transaction() as conn:
             after = json.dumps(schema.to_dict()) if schema else None
             repo.set_expectations(conn, row.id, after)
-            self._audit(
+            self.record(
                 conn, "dataset.set_expectations", "dataset", name,
-                before_digest=_digest(row.expectations), after_digest=_digest(after),
+                before_digest=text_digest(row.expectations), after_digest=text_digest(after),
             )  # fmt: skip
         return self.get_dataset(name)
 
     def set_privacy(self, name: str, policy: PrivacyPolicy | Mapping[str, Any] | None) -> Dataset:
         """Replace the privacy policy ``protect`` applies to ``name`` by default (None: none)."""
-        row = self._dataset_row(name)
+        row = self.dataset_row(name)
         found = as_policy(policy)
-        with self._db.transaction() as conn:
+        with self.metadata.transaction() as conn:
             after = json.dumps(found.to_dict()) if found else None
             repo.set_privacy(conn, row.id, after)
-            self._audit(
+            self.record(
                 conn, "dataset.set_privacy", "dataset", name,
-                before_digest=_digest(row.privacy), after_digest=_digest(after),
+                before_digest=text_digest(row.privacy), after_digest=text_digest(after),
             )  # fmt: skip
         return self.get_dataset(name)
 
-    def _audit(self, conn: Connection, action: str, kind: str, resource: str, **fields: Any) -> None:
+    def record(self, conn: Connection, action: str, kind: str, resource: str, **fields: Any) -> None:
+        """Append an audit entry by the acting identity inside ``conn``'s transaction."""
         audit.append(
             conn, actor=self.platform.actor, action=action, resource_kind=kind, resource_id=resource, **fields
         )
@@ -232,8 +204,8 @@ class DataService:
         try:
             check_write(rules or self.residency(name), self.platform.settings.store_region, "a version")
         except ResidencyViolation as exc:
-            with self._db.transaction() as conn:
-                self._audit(conn, "dataset.write", "dataset", name, outcome="denied", details=exc.details)
+            with self.metadata.transaction() as conn:
+                self.record(conn, "dataset.write", "dataset", name, outcome="denied", details=exc.details)
             raise
 
     # -- versions ----------------------------------------------------------------------------------
@@ -244,8 +216,8 @@ class DataService:
         Raises:
             NotFound: If the dataset or version does not exist.
         """
-        row = self._dataset_row(name)
-        with self._db.read() as conn:
+        row = self.dataset_row(name)
+        with self.metadata.read() as conn:
             found = repo.version_by_number(conn, row.id, number)
         if found is None:
             what = f"version {number}" if number is not None else "versions"
@@ -254,7 +226,7 @@ class DataService:
 
     def get_version_by_id(self, version_id: str) -> DatasetVersion:
         """Return a version by its id (what lineage records)."""
-        with self._db.read() as conn:
+        with self.metadata.read() as conn:
             row = repo.version_by_id(conn, version_id)
         if row is None:
             raise NotFound(f"dataset version {version_id!r} not found", {"field": "version"})
@@ -262,8 +234,8 @@ class DataService:
 
     def list_versions(self, name: str) -> list[DatasetVersion]:
         """Return every version of a dataset, oldest first."""
-        row = self._dataset_row(name)
-        with self._db.read() as conn:
+        row = self.dataset_row(name)
+        with self.metadata.read() as conn:
             return [repo.to_version(r, name) for r in repo.version_rows(conn, row.id)]
 
     def read_table(self, version: DatasetVersion, columns: Sequence[str] | None = None) -> pa.Table:
@@ -284,12 +256,13 @@ class DataService:
         table = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
         personal = sorted(c for c in version.pii_tags if c in table.column_names)
         if personal:
-            with self._db.transaction() as conn:
+            with self.metadata.transaction() as conn:
                 details = {"ref": version.ref, "columns": personal}
-                self._audit(conn, "dataset_version.read_pii", "dataset_version", version.id, details=details)
+                self.record(conn, "dataset_version.read_pii", "dataset_version", version.id, details=details)
         return table
 
-    def _store_parquet(self, table: pa.Table) -> DataFile:
+    def store_parquet(self, table: pa.Table) -> DataFile:
+        """Write ``table`` as one zstd Parquet file into the blob store (content-addressed)."""
         fd, tmp = tempfile.mkstemp(prefix="steward-data-", suffix=".parquet")
         os.close(fd)
         try:
@@ -321,8 +294,8 @@ class DataService:
         """
         dataset = self._ensure_dataset(name)
         self._check_residency(name)
-        stored = self._store_parquet(table)
-        with self._db.read() as conn:
+        stored = self.store_parquet(table)
+        with self.metadata.read() as conn:
             existing = repo.version_by_digest(conn, dataset.id, stored.digest)
         if existing is not None:
             return repo.to_version(existing, name), True
@@ -332,7 +305,7 @@ class DataService:
             version_id, now = new_id(), now_ms()
             edge = {
                 "source_kind": "source" if parent_id is None else "dataset_version",
-                "source_id": _lineage_source(source) if parent_id is None else parent_id,
+                "source_id": lineage_source(source) if parent_id is None else parent_id,
                 "target_kind": "dataset_version",
                 "target_id": version_id,
                 "relation": "ingested_from" if parent_id is None else relation,
@@ -340,7 +313,7 @@ class DataService:
                 "created_at": now,
             }
             try:
-                with self._db.transaction() as conn:
+                with self.metadata.transaction() as conn:
                     repo.lock_dataset(conn, dataset.id)
                     same = repo.version_by_digest(conn, dataset.id, stored.digest)
                     if same is not None:
@@ -352,7 +325,7 @@ class DataService:
                         "content_digest": stored.digest,
                         "rows": table.num_rows,
                         "files": json.dumps([stored.to_json()]),
-                        "arrow_schema": json.dumps(_schema_of(table)),
+                        "arrow_schema": json.dumps(schema_of(table)),
                         "source": json.dumps(dict(source), default=str),
                         "profile": json.dumps(profile),
                         "pii": findings,
@@ -362,7 +335,7 @@ class DataService:
                         "created_by": self.platform.actor,
                     }
                     repo.insert_version(conn, values, [edge])
-                    self._audit(
+                    self.record(
                         conn, "dataset.publish", "dataset_version", version_id,
                         after_digest=stored.digest,
                         details={
@@ -445,12 +418,12 @@ class DataService:
             source = os.fspath(source)
         if not isinstance(source, str | Mapping) and not hasattr(source, "batches"):
             table = as_table(source)
-            connector: Connector = _TableSource(table, options.pop("source_info", None))
+            connector: Connector = TableSource(table, options.pop("source_info", None))
             if options:
                 raise InvalidInput(f"options {sorted(options)} do not apply to a table", {"field": "source"})
         else:
             connector = connector_for(source, **options)
-        out = _Outcome()
+        out = Outcome()
         prepared = False
 
         def prepare() -> None:  # the dataset and its rules are stored with its first batch
@@ -494,24 +467,24 @@ class DataService:
         batches: list[Batch],
         checks: DatasetSchema | None,
         protect: PrivacyPolicy | None,
-        out: _Outcome,
+        out: Outcome,
     ) -> None:
-        table = batches[0].table if len(batches) == 1 else _concat([b.table for b in batches])
-        source = _combined_source([b.source for b in batches])
+        table = batches[0].table if len(batches) == 1 else concat_tables([b.table for b in batches])
+        source = combined_source([b.source for b in batches])
         report = validate(table, checks) if checks is not None else None
         if report is not None and not report.passed:
-            out.quarantined.append(self._quarantine(dataset, table, source, report.to_dict()))
+            out.quarantined.append(quarantine.hold(self, dataset, table, source, report.to_dict()))
         else:
             version, existed = self.publish(dataset, table, source)
             if protect is not None:
                 out.raw.append(version)
-                version, existed = self._protect(version, table, protect, dataset)
+                version, existed = protection.protect_table(self, version, table, protect, dataset)
             out.versions.append(version)
             out.reused.append(existed)
         for batch in batches:
             batch.commit()
 
-    # -- validation, profiles, PII -----------------------------------------------------------------
+    # -- checks and comparisons ------------------------------------------------------------------
 
     def validate_version(
         self,
@@ -547,6 +520,8 @@ class DataService:
             DatasetProfile.from_dict(before.profile), DatasetProfile.from_dict(after.profile)
         )
 
+    # -- personal data (steward.data.protection) ----------------------------------------------------
+
     def scan(
         self, name: str, number: int | None = None, *, sample_rows: int = 10_000, min_share: float = 0.5
     ) -> tuple[DatasetVersion, list[pii.ColumnFinding]]:
@@ -555,13 +530,7 @@ class DataService:
         Returns:
             The version, updated, and the findings.
         """
-        version = self.get_version(name, number)
-        findings = pii.scan(self.read_table(version), sample_rows=sample_rows, min_share=min_share)
-        with self._db.transaction() as conn:
-            repo.set_pii(conn, version.id, json.dumps([f.to_dict() for f in findings]))
-            tags = {f.column: list(f.tags) for f in findings}
-            self._audit(conn, "dataset_version.scan", "dataset_version", version.id, details={"tags": tags})
-        return self.get_version_by_id(version.id), findings
+        return protection.scan(self, name, number, sample_rows=sample_rows, min_share=min_share)
 
     def protect(
         self,
@@ -585,77 +554,21 @@ class DataService:
         Raises:
             InvalidInput: No policy was given and the dataset has none.
         """
-        found = as_policy(policy)
-        if found is None:
-            own = self.get_dataset(name).privacy
-            if not own:
-                raise InvalidInput(f"dataset {name!r} has no privacy policy: give one", {"field": "privacy"})
-            found = PrivacyPolicy.from_dict(own)
-        version = self.get_version(name, number)
-        if version.pii is None:
-            version, _ = self.scan(name, version.number)
-        return self._protect(version, self.read_table(version), found, target or name)[0]
-
-    def _protect(
-        self, raw: DatasetVersion, table: pa.Table, policy: PrivacyPolicy, target: str
-    ) -> tuple[DatasetVersion, bool]:
-        secret = privacy_secret(self.platform.settings)
-        protected = apply_policy(table, raw.pii_tags, policy, secret)
-        meta = (protected.schema.metadata or {}).get(b"steward.privacy")
-        actions = json.loads(meta) if meta else {}
-        source = {"kind": "privacy", "from": raw.ref, "from_id": raw.id, "actions": actions}
-        source["policy"] = policy.to_dict()
-        return self.publish(target, protected, source, parent_id=raw.id, relation="protected_from")
+        return protection.protect(self, name, number, policy, target=target)
 
     def k_anonymity(
         self, name: str, quasi_identifiers: Sequence[str], number: int | None = None
     ) -> KAnonymityReport:
         """How identifiable a version's rows are through ``quasi_identifiers`` (the smallest group's size)."""
-        version = self.get_version(name, number)
-        return k_anonymity(self.read_table(version, quasi_identifiers), quasi_identifiers)
+        return protection.k_anonymity(self, name, quasi_identifiers, number)
 
-    # -- quarantine --------------------------------------------------------------------------------
-
-    def _quarantine(
-        self, dataset: str, table: pa.Table, source: Mapping[str, Any], report: Mapping[str, Any]
-    ) -> QuarantinedBatch:
-        row = self._dataset_row(dataset)
-        stored = self._store_parquet(table)
-        batch_id = new_id()
-        with self._db.transaction() as conn:
-            repo.lock_dataset(conn, row.id)
-            same = repo.held_batch_with_content(conn, row.id, stored.digest)
-            if same is not None:  # the same bad batch again (a redelivery): keep one copy
-                batch_id = same.id
-            else:
-                self._audit(
-                    conn, "dataset.quarantine", "quarantined_batch", batch_id,
-                    after_digest=stored.digest, details={"dataset": dataset, "rows": table.num_rows},
-                )  # fmt: skip
-                repo.insert_quarantine(
-                    conn,
-                    {
-                        "id": batch_id,
-                        "dataset_id": row.id,
-                        "status": QuarantineStatus.HELD.value,
-                        "rows": table.num_rows,
-                        "files": json.dumps([stored.to_json()]),
-                        "source": json.dumps(dict(source), default=str),
-                        "report": json.dumps(dict(report), default=str),
-                        "created_at": now_ms(),
-                        "created_by": self.platform.actor,
-                    },
-                )
-        return self.get_quarantined(batch_id)
+    # -- quarantine (steward.data.quarantine) ------------------------------------------------------
 
     def list_quarantine(
         self, dataset: str | None = None, status: QuarantineStatus | str | None = QuarantineStatus.HELD
     ) -> list[QuarantinedBatch]:
         """Return quarantined batches (HELD ones by default; ``status=None`` for all), oldest first."""
-        dataset_id = self._dataset_row(dataset).id if dataset is not None else None
-        wanted = QuarantineStatus(status) if status is not None else None
-        with self._db.read() as conn:
-            return [repo.to_quarantined(r) for r in repo.quarantine_rows(conn, dataset_id, wanted)]
+        return quarantine.list_quarantine(self, dataset, status)
 
     def get_quarantined(self, batch_id: str) -> QuarantinedBatch:
         """Return one quarantined batch with its report.
@@ -663,11 +576,7 @@ class DataService:
         Raises:
             NotFound: If there is none with that id.
         """
-        with self._db.read() as conn:
-            row = repo.quarantine_row(conn, batch_id)
-        if row is None:
-            raise NotFound(f"quarantined batch {batch_id!r} not found", {"field": "batch"})
-        return repo.to_quarantined(row)
+        return quarantine.get_quarantined(self, batch_id)
 
     def release(self, batch_id: str, reason: str = "") -> DatasetVersion:
         """Publish a HELD batch as it is, despite its failed checks, recording who released it and why.
@@ -675,23 +584,7 @@ class DataService:
         Raises:
             Conflict: If it was already released or dropped.
         """
-        batch = self.get_quarantined(batch_id)
-        if batch.status is not QuarantineStatus.HELD:
-            raise Conflict(f"batch {batch_id} is {batch.status.value}, not HELD", {"field": "batch"})
-        table = pa.concat_tables(
-            [pq.read_table(pa.BufferReader(self.platform.blobs.get_bytes(f.digest))) for f in batch.files]
-        )
-        source = {
-            "kind": "quarantine",
-            "batch": batch.id,
-            "released_because": reason,
-            "original": batch.source,
-        }
-        version, _ = self.publish(batch.dataset, table, source)
-        self._resolve(
-            batch_id, QuarantineStatus.RELEASED, f"released as {version.ref}: {reason}".rstrip(": ")
-        )
-        return version
+        return quarantine.release(self, batch_id, reason)
 
     def drop(self, batch_id: str, reason: str = "") -> QuarantinedBatch:
         """Mark a HELD batch dropped (its data is not published), recording who and why.
@@ -699,61 +592,4 @@ class DataService:
         Raises:
             Conflict: If it was already released or dropped.
         """
-        self.get_quarantined(batch_id)
-        self._resolve(batch_id, QuarantineStatus.DROPPED, reason)
-        return self.get_quarantined(batch_id)
-
-    def _resolve(self, batch_id: str, status: QuarantineStatus, resolution: str) -> None:
-        with self._db.transaction() as conn:
-            done = repo.resolve_quarantine(conn, batch_id, status, now_ms(), self.platform.actor, resolution)
-            if done:
-                action = "quarantine.release" if status is QuarantineStatus.RELEASED else "quarantine.drop"
-                self._audit(conn, action, "quarantined_batch", batch_id, details={"resolution": resolution})
-        if not done:
-            current = self.get_quarantined(batch_id)
-            raise Conflict(f"batch {batch_id} is {current.status.value}, not HELD", {"field": "batch"})
-
-
-@dataclass
-class _Outcome:
-    versions: list[DatasetVersion] = field(default_factory=list)
-    quarantined: list[QuarantinedBatch] = field(default_factory=list)
-    reused: list[bool] = field(default_factory=list)
-    raw: list[DatasetVersion] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class _TableSource:
-    """An in-memory table as a one-batch source."""
-
-    table: pa.Table
-    info: Mapping[str, Any] | None = None
-
-    def batches(self) -> Iterator[Batch]:
-        """Yield the table."""
-        yield Batch(self.table, dict(self.info or {"kind": "table"}))
-
-
-def _combined_source(sources: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """One description for the batches of one version: each distinct part once, with a batch count."""
-    if len(sources) == 1:
-        return dict(sources[0])
-    parts: list[dict[str, Any]] = []
-    for source in sources:
-        if dict(source) not in parts:
-            parts.append(dict(source))
-    if len(parts) == 1:  # a query or an API read in chunks
-        return {**parts[0], "batches": len(sources)}
-    return {"kind": "batches", "parts": parts}
-
-
-def _digest(text: str | None) -> str | None:
-    return hashlib.sha256(text.encode()).hexdigest() if text is not None else None
-
-
-def _concat(tables: Iterable[pa.Table]) -> pa.Table:
-    parts = list(tables)
-    try:
-        return pa.concat_tables(parts, promote_options="permissive")
-    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
-        raise InvalidInput(f"the source's parts do not share one schema: {exc}", {"field": "source"}) from exc
+        return quarantine.drop(self, batch_id, reason)
