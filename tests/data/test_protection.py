@@ -1,4 +1,4 @@
-"""PII in the service: scans tag versions, policies make protected versions with lineage, reads are audited."""
+"""PII in the service: scans tag versions, policies make protected versions with lineage, reads audited."""
 
 from __future__ import annotations
 

@@ -105,9 +105,9 @@ def test_a_dropped_batch_keeps_who_and_why(data: DataService, tmp_path: Path) ->
 def test_malformed_source_names_the_file_and_publishes_nothing(data: DataService, tmp_path: Path) -> None:
     broken = tmp_path / "broken.csv"
     broken.write_text('id,amount,country\n1,2.0,AE\n2,"3.0,FR\n')
-    with pytest.raises(InvalidInput, match="broken.csv"):
+    with pytest.raises(InvalidInput, match=r"broken\.csv"):
         data.ingest(str(broken), "transactions")
-    with pytest.raises(NotFound, match="missing.csv"):
+    with pytest.raises(NotFound, match=r"missing\.csv"):
         data.ingest(str(tmp_path / "missing.csv"), "transactions", expectations=EXPECTATIONS)
     assert data.list_datasets() == []  # not even an empty dataset is left behind
     assert not (data.platform.settings.home / "artifacts" / "blobs").exists()

@@ -1,4 +1,4 @@
-"""``validate``: every expectation is checked, counted and shown with examples; nothing is skipped silently."""
+"""``validate``: every expectation is checked, counted and shown with examples; nothing skipped silently."""
 
 from __future__ import annotations
 
