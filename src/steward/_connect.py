@@ -4,18 +4,15 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from steward.config import Settings, load_settings
 from steward.data import sdk as data_sdk
-from steward.errors import InvalidInput
+from steward.data.models import DataBackend
 from steward.registry import sdk as registry_sdk
 from steward.registry.models import RegistryBackend
 from steward.tracking import fluent
 from steward.tracking.models import TrackingBackend
-
-if TYPE_CHECKING:
-    from steward.data.service import DataService
 
 
 @dataclass
@@ -26,16 +23,16 @@ class Connection:
         settings: The resolved settings.
         tracking: Experiments, runs, metrics, artifacts.
         registry: Registered models, versions, aliases, lineage and cards.
+        data: Datasets, versions, checks, privacy and quarantine.
         remote: Whether the services speak HTTP to a Steward server.
-        data: Datasets, versions and quarantine (embedded mode only, for now).
     """
 
     settings: Settings
     tracking: TrackingBackend
     registry: RegistryBackend
+    data: DataBackend
     remote: bool
     _closer: Any = None
-    data: DataService | None = None
 
     def close(self) -> None:
         """Release connections (database pool or HTTP client)."""
@@ -56,6 +53,7 @@ def connect(uri: str | None = None, **settings: Any) -> Connection:
     """
     resolved = load_settings(uri=uri, **settings)
     if resolved.uri:
+        from steward.client.data import RemoteDataService
         from steward.client.http import HttpClient
         from steward.client.registry import RemoteRegistryService
         from steward.client.tracking import RemoteTrackingService
@@ -65,6 +63,7 @@ def connect(uri: str | None = None, **settings: Any) -> Connection:
             resolved,
             RemoteTrackingService(http),
             RemoteRegistryService(http),
+            RemoteDataService(http),
             remote=True,
             _closer=http.close,
         )
@@ -77,7 +76,7 @@ def connect(uri: str | None = None, **settings: Any) -> Connection:
     tracking = TrackingService(platform)
     registry = RegistryService(platform, tracking)
     return Connection(
-        resolved, tracking, registry, remote=False, _closer=platform.close, data=DataService(platform)
+        resolved, tracking, registry, DataService(platform), remote=False, _closer=platform.close
     )
 
 
@@ -123,14 +122,8 @@ def _resolve_registry() -> tuple[RegistryBackend, Settings]:
     return conn.registry, conn.settings
 
 
-def _resolve_data() -> tuple[DataService, Settings]:
+def _resolve_data() -> tuple[DataBackend, Settings]:
     conn = default_connection()
-    if conn.data is None:
-        raise InvalidInput(
-            "datasets are not served over HTTP yet: ingest and read them in embedded mode "
-            "(without STEWARD_URI)",
-            {"field": "uri"},
-        )
     return conn.data, conn.settings
 
 

@@ -382,3 +382,15 @@ def test_a_source_with_non_ascii_names_is_recorded_as_given(data: DataBackend, t
     assert [c["name"] for c in version.arrow_schema] == ["id", "montant €", "pays"]
     assert data.get_dataset("tx").description == "paiements à l'été"
     assert data.read_table(version, ["montant €"]).column("montant €").to_pylist() == [1.5]
+
+
+def test_a_source_read_in_chunks_is_one_version_with_one_description(data: DataBackend) -> None:
+    class Chunked:
+        def batches(self) -> Iterator[Batch]:
+            for first in (1, 3):
+                yield Batch(pa.table({"id": [first, first + 1]}), {"kind": "sql", "query": "SELECT id"})
+
+    version = data.ingest(Chunked(), "ids").version
+    assert version is not None and version.rows == 4
+    assert version.source == {"kind": "sql", "query": "SELECT id", "batches": 2}
+    assert data.read_table(version).column("id").to_pylist() == [1, 2, 3, 4]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -17,7 +18,11 @@ from steward.store.tables import audit_log
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[MetadataStore]:
-    url = request.getfixturevalue("postgres_url") if request.param == "postgres" else f"sqlite:///{tmp_path}/a.db"
+    url = (
+        request.getfixturevalue("postgres_url")
+        if request.param == "postgres"
+        else f"sqlite:///{tmp_path}/a.db"
+    )
     db = MetadataStore(url)
     db.ensure_migrated()
     yield db
@@ -28,12 +33,15 @@ def write(store: MetadataStore, n: int) -> list[AuditEntry]:
     out = []
     for i in range(n):
         with store.transaction() as conn:
-            out.append(
-                audit.append(
-                    conn, actor="ana", action="dataset.publish", resource_kind="dataset_version",
-                    resource_id=f"v{i}", details={"rows": i, "note": "ünïcode"},
-                )  # fmt: skip
+            entry = audit.append(
+                conn,
+                actor="ana",
+                action="dataset.publish",
+                resource_kind="dataset_version",
+                resource_id=f"v{i}",
+                details={"rows": i, "note": "ünïcode"},
             )
+            out.append(entry)
     return out
 
 
@@ -48,15 +56,20 @@ def test_entries_chain_in_order_and_verify(store: MetadataStore) -> None:
     assert [e.seq for e in stored] == [1, 2, 3, 4, 5]
     assert stored == written
     assert stored[0].prev_hash == audit.GENESIS
-    assert all(b.prev_hash == a.hash for a, b in zip(stored, stored[1:], strict=False))
+    assert all(b.prev_hash == a.hash for a, b in itertools.pairwise(stored))
     assert verify_chain(stored) is None
 
 
 def test_an_entry_rolled_back_with_its_change_leaves_no_trace(store: MetadataStore) -> None:
     write(store, 1)
-    with pytest.raises(RuntimeError), store.transaction() as conn:
-        audit.append(conn, actor="ana", action="dataset.create", resource_kind="dataset", resource_id="x")
-        raise RuntimeError("the change failed")
+
+    def failing_change() -> None:
+        with store.transaction() as conn:
+            audit.append(conn, actor="ana", action="dataset.create", resource_kind="dataset", resource_id="x")
+            raise RuntimeError("the change failed")
+
+    with pytest.raises(RuntimeError):
+        failing_change()
     assert [e.seq for e in read(store)] == [1]
 
 
