@@ -159,3 +159,17 @@ def test_a_query_read_in_chunks_is_one_version_with_one_source(data: DataService
         "SELECT * FROM t",
         4,
     )
+
+
+def test_ingest_returns_the_report_of_every_checked_batch(data: DataService, tmp_path: Path) -> None:
+    good = data.ingest(str(write_csv(tmp_path / "ok.csv", [(1, 1.0, "AE")])), "tx", expectations=EXPECTATIONS)
+    bad = data.ingest(str(write_csv(tmp_path / "bad.csv", [(2, -1.0, "AE")])), "tx")
+    assert [r["passed"] for r in good.reports] == [True] and good.reports[0]["rows"] == 1
+    [report] = bad.reports
+    assert not report["passed"] and report == dict(bad.quarantined[0].report)
+    assert data.ingest(pa.table({"x": [1]}), "unchecked").reports == ()
+
+
+def test_an_unknown_quarantine_status_is_invalid_input(data: DataService) -> None:
+    with pytest.raises(InvalidInput, match="HELD, RELEASED, DROPPED"):
+        data.list_quarantine(status="bogus")

@@ -205,3 +205,21 @@ def test_report_round_trips_as_json_ready_dict() -> None:
 def test_validate_refuses_something_that_is_not_a_table() -> None:
     with pytest.raises(InvalidInput, match="Arrow table"):
         validate({"a": [1]}, DatasetSchema())  # type: ignore[arg-type]
+
+
+def test_decimals_durations_and_times_in_examples_are_json_ready() -> None:
+    import json
+    from datetime import time
+    from decimal import Decimal
+
+    table = pa.table(
+        {
+            "price": pa.array([Decimal("1.10"), Decimal("-2.25")], pa.decimal128(5, 2)),
+            "took": pa.array([timedelta(seconds=3), timedelta(seconds=-1)], pa.duration("us")),
+            "at": pa.array([time(9, 30), time(23, 0)], pa.time64("us")),
+        }
+    )
+    report = run(table, sql_checks={"positive": "price > 0"})
+    [failure] = report.to_dict()["results"]
+    assert failure["examples"] == [{"price": "-2.25", "took": -1.0, "at": "23:00:00"}]
+    json.dumps(report.to_dict())  # no Decimal, timedelta or time left

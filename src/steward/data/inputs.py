@@ -68,6 +68,7 @@ class Outcome:
     quarantined: list[QuarantinedBatch] = field(default_factory=list)
     reused: list[bool] = field(default_factory=list)
     raw: list[DatasetVersion] = field(default_factory=list)
+    reports: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

@@ -244,12 +244,15 @@ class IngestResult:
         quarantined: The batches that failed their checks.
         reused: Per version, whether it existed already (the same content is the same version).
         raw: With a privacy policy, the raw versions the protected copies came from.
+        reports: The validation report of each checked batch, published or quarantined, in the order
+            read (``ValidationReport.to_dict()`` each); empty when the dataset has no expectations.
     """
 
     versions: tuple[DatasetVersion, ...] = ()
     quarantined: tuple[QuarantinedBatch, ...] = ()
     reused: tuple[bool, ...] = field(default=())
     raw: tuple[DatasetVersion, ...] = field(default=())
+    reports: tuple[Mapping[str, Any], ...] = field(default=())
 
     @property
     def version(self) -> DatasetVersion | None:
@@ -263,6 +266,7 @@ class IngestResult:
             "quarantined": [b.to_json() for b in self.quarantined],
             "reused": list(self.reused),
             "raw": [v.to_json() for v in self.raw],
+            "reports": [dict(r) for r in self.reports],
         }
 
     @classmethod
@@ -273,6 +277,7 @@ class IngestResult:
             quarantined=tuple(QuarantinedBatch.from_json(b) for b in data.get("quarantined", ())),
             reused=tuple(bool(r) for r in data.get("reused", ())),
             raw=tuple(DatasetVersion.from_json(v) for v in data.get("raw", ())),
+            reports=tuple(dict(r) for r in data.get("reports", ())),
         )
 
 

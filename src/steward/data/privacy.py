@@ -29,6 +29,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from steward.data.pii import ColumnFinding, check_tags
+from steward.data.validation import json_value
 from steward.errors import InvalidInput
 
 ACTIONS = ("drop", "mask", "pseudonymize", "generalize", "keep")
@@ -414,8 +415,9 @@ class KAnonymityReport:
     rows_below: Mapping[int, int]
 
     def to_dict(self) -> dict[str, Any]:
-        """Return a dict of this report (values of ``smallest_group`` as DuckDB returned them)."""
+        """Return a JSON-ready dict (``smallest_group`` values as ``validation.json_value`` writes them)."""
         data = asdict(self) | {"quasi_identifiers": list(self.quasi_identifiers)}
+        data["smallest_group"] = {k: json_value(v) for k, v in self.smallest_group.items()}
         return data | {"rows_below": {str(t): n for t, n in self.rows_below.items()}}
 
     @classmethod

@@ -18,7 +18,7 @@ from steward.core.ids import new_id
 from steward.core.time import now_ms
 from steward.data import repository as repo
 from steward.data.models import DatasetVersion, QuarantinedBatch, QuarantineStatus
-from steward.errors import Conflict, NotFound
+from steward.errors import Conflict, InvalidInput, NotFound
 
 if TYPE_CHECKING:
     from steward.data.service import DataService
@@ -64,7 +64,11 @@ def list_quarantine(
 ) -> list[QuarantinedBatch]:
     """Return quarantined batches (HELD ones by default; ``status=None`` for all), oldest first."""
     dataset_id = service.dataset_row(dataset).id if dataset is not None else None
-    wanted = QuarantineStatus(status) if status is not None else None
+    try:
+        wanted = QuarantineStatus(status) if status is not None else None
+    except ValueError:
+        known = ", ".join(s.value for s in QuarantineStatus)
+        raise InvalidInput(f"unknown status {status!r}: use {known}", {"field": "status"}) from None
     with service.metadata.read() as conn:
         return [repo.to_quarantined(r) for r in repo.quarantine_rows(conn, dataset_id, wanted)]
 

@@ -446,7 +446,9 @@ class DataService:
         if pending:
             prepare()
             self._handle(dataset, pending, checks, protect, out)
-        return IngestResult(tuple(out.versions), tuple(out.quarantined), tuple(out.reused), tuple(out.raw))
+        return IngestResult(
+            tuple(out.versions), tuple(out.quarantined), tuple(out.reused), tuple(out.raw), tuple(out.reports)
+        )
 
     def _create_quietly(
         self,
@@ -472,6 +474,8 @@ class DataService:
         table = batches[0].table if len(batches) == 1 else concat_tables([b.table for b in batches])
         source = combined_source([b.source for b in batches])
         report = validate(table, checks) if checks is not None else None
+        if report is not None:
+            out.reports.append(report.to_dict())
         if report is not None and not report.passed:
             out.quarantined.append(quarantine.hold(self, dataset, table, source, report.to_dict()))
         else:

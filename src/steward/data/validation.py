@@ -11,10 +11,11 @@ column names, as their author wrote them.
 
 from __future__ import annotations
 
-import time
+import time as clock
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
 from typing import Any
 
 import duckdb
@@ -59,7 +60,7 @@ class CheckResult:
             "column": self.column,
             "passed": self.passed,
             "failing_rows": self.failing_rows,
-            "examples": [_json_value(v) for v in self.examples],
+            "examples": [json_value(v) for v in self.examples],
             "message": self.message,
         }
         if self.name is not None:
@@ -122,13 +123,22 @@ class ValidationReport:
         return cls(int(data["rows"]), results, float(data.get("seconds", 0.0)))
 
 
-def _json_value(value: Any) -> Any:
+def json_value(value: Any) -> Any:
+    """Return ``value`` in a form JSON (and orjson) can carry: dates as ISO text, decimals as text …"""
     if isinstance(value, dict):
-        return {str(k): _json_value(v) for k, v in value.items()}
+        return {str(k): json_value(v) for k, v in value.items()}
     if isinstance(value, datetime | date):
         return value.isoformat()
     if isinstance(value, bytes):
         return value.hex()
+    if isinstance(value, Decimal):
+        return str(value)  # exact, where a float would round
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    if isinstance(value, time):
+        return value.isoformat()
+    if isinstance(value, list | tuple):
+        return [json_value(v) for v in value]
     if isinstance(value, float) and value != value:
         return "NaN"
     return value
@@ -250,7 +260,7 @@ def validate(table: pa.Table, schema: DatasetSchema, *, now: datetime | None = N
     """
     if not isinstance(table, pa.Table):
         raise InvalidInput(f"validate takes an Arrow table, got {type(table).__name__}", {"field": "table"})
-    started = time.perf_counter()
+    started = clock.perf_counter()
     results: list[CheckResult] = []
     positions = {name: i for i, name in enumerate(table.column_names)}
     results += _presence_checks(table, schema, positions)
@@ -290,7 +300,7 @@ def validate(table: pa.Table, schema: DatasetSchema, *, now: datetime | None = N
         con.close()
     order = {name: k for k, name in enumerate(schema.columns)}
     results.sort(key=lambda r: (r.column is None, order.get(r.column or "", 0)))
-    return ValidationReport(table.num_rows, tuple(results), time.perf_counter() - started)
+    return ValidationReport(table.num_rows, tuple(results), clock.perf_counter() - started)
 
 
 def _presence_checks(
