@@ -152,8 +152,9 @@ def test_manifest_records_flavor_files_signature_and_lineage(
 def test_pickle_file_is_refused_unless_trusted(steward_home: Path, tmp_path: Path, fitted: Any) -> None:
     path = tmp_path / "model.pkl"
     path.write_bytes(pickle.dumps(fitted))
-    with pytest.raises(UnsafeArtifact, match="skops"):
+    with pytest.raises(UnsafeArtifact, match="skops") as refused:
         steward.register_model("churn", path)
+    assert "trust=True" in str(refused.value)  # the message says how to convert it, or trust it
     with pytest.raises(NotFound):
         steward.get_model("churn")  # nothing half-registered
     mv = steward.register_model("churn", path, trust=True)  # converted: stored with skops, not pickle

@@ -127,7 +127,9 @@ def _refusal(source: str, reason: str, path: Path | None = None) -> UnsafeArtifa
         f"{source} is a pickle/joblib file ({reason}). Steward never loads pickles: unpickling runs "
         "arbitrary code. To register the model, load it in an environment where you trust the file and "
         "register the object itself: flavor 'sklearn' stores scikit-learn models with skops "
-        "(skops.io.dump), and most models can be exported to ONNX (flavor 'onnx')."
+        "(skops.io.dump), and most models can be exported to ONNX (flavor 'onnx'). If you trust this "
+        "file, steward.register_model(name, path, trust=True) unpickles it once, here, and stores the "
+        "model in a safe format."
     )
     details: dict[str, str] = {"field": "model", "source": source, "reason": reason}
     if path is not None:
