@@ -224,7 +224,8 @@ def test_card_writes_html_to_a_file(churn: list[str], tmp_path: Path) -> None:
     assert "<svg" in html
     assert listed["card"] is None
     assert listed["output"] == str(target)
-    assert listed["saved"] is None
+    assert listed["saved"]["fields"] == {"evaluation": "<b>x</b>"}  # kept, and this rendering stored
+    assert len(listed["saved"]["html_digest"]) == 64
 
 
 def test_card_refuses_an_unknown_format_version_or_unwritable_output(

@@ -219,11 +219,12 @@ def card(
     ] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Print (or write) a version's model card; section options save those sections into it first.
+    """Render a version's model card, store it with the version, and print (or write) it.
 
     The card joins what people write (intended use, limitations …) with what the registry recorded
-    (metrics, signature, requirements, run and git commit, datasets, file digests). Sections not given
-    keep their saved text; an empty text clears one.
+    (metrics, signature, requirements, run and git commit, datasets, file digests). Section options
+    save those sections first; sections not given keep their saved text; an empty text clears one.
+    Each rendering is kept (content-addressed) with the version.
     """
     given = {
         "intended_use": intended_use,
@@ -236,7 +237,7 @@ def card(
     }
     fields = {key: text for key, text in given.items() if text is not None}
     with connection() as conn:
-        saved = conn.registry.save_card(name, version, fields) if fields else None
+        saved = conn.registry.save_card(name, version, fields)  # stored with the version, every time
         text = conn.registry.get_card(name, version, fmt.value)
     if output is not None:
         try:
