@@ -151,7 +151,7 @@ def test_the_output_shows_the_card_and_lineage(demo: Demo) -> None:
     assert "same predictions on the test set" in out
     assert "Model card: breast-cancer 1.0.0" in out
     assert "Intended use" in out
-    assert f"train: {protected.id}" in out
+    assert f"train: {quickstart.DATASET_NAME}@2 ({protected.id})" in out
     assert f"{protected.id} is breast-cancer@2, the protected copy of breast-cancer@1" in out
     assert f"steward lineage dataset {protected.id}" in out
     assert "steward models versions breast-cancer" in out
@@ -203,7 +203,16 @@ def test_the_model_lineage_names_the_protected_dataset_version(demo: Demo) -> No
     protected = _versions(demo)[1]
     lineage = demo.connection.registry.model_lineage(quickstart.MODEL_NAME, "1.0.0")
 
-    assert lineage["datasets"] == [{"role": "train", "id": protected.id}]
+    [train] = lineage["datasets"]
+    assert (train["role"], train["id"], train["ref"]) == (
+        "train",
+        protected.id,
+        f"{quickstart.DATASET_NAME}@2",
+    )
+    assert [step["ref"] for step in train["chain"]] == [
+        f"{quickstart.DATASET_NAME}@2",
+        f"{quickstart.DATASET_NAME}@1",
+    ]
     trained = demo.connection.registry.dataset_lineage(protected.id)
     assert [(m["model"], m["version"], m["role"]) for m in trained] == [
         (quickstart.MODEL_NAME, "1.0.0", "train")

@@ -73,8 +73,24 @@ def lineage_tree(lineage: Mapping[str, Any]) -> Tree:
     datasets = lineage.get("datasets") or []
     node = root.add(f"datasets ({len(datasets)})" if datasets else "[dim]datasets: none recorded[/dim]")
     for dataset in datasets:
-        node.add(f"{escape(dataset['role'])}: {escape(dataset['id'])}")
+        label = f"{escape(dataset['role'])}: {escape(dataset['id'])}"
+        if dataset.get("ref"):
+            label = (
+                f"{escape(dataset['role'])}: [bold]{escape(dataset['ref'])}[/bold] ({escape(dataset['id'])})"
+            )
+        branch = node.add(label)
+        for step in (dataset.get("chain") or [])[1:]:  # what it was derived from, back to the source
+            branch = branch.add(f"from [bold]{escape(step['ref'])}[/bold] ({escape(step['id'])})")
+        chain = dataset.get("chain") or []
+        if chain:
+            branch.add(f"[dim]source: {escape(_source_text(chain[-1]['source']))}[/dim]")
     return root
+
+
+def _source_text(source: Mapping[str, Any]) -> str:
+    kind = str(source.get("kind", "source"))
+    where = source.get("url") or source.get("stream") or source.get("query") or source.get("from") or ""
+    return f"{kind} {where}".strip()
 
 
 @app.command("dataset")
@@ -82,7 +98,8 @@ def dataset_lineage(
     dataset_version_id: Annotated[str, typer.Argument(metavar="ID", help="The dataset version's id.")],
     as_json: JsonOption = False,
 ) -> None:
-    """List every model version trained on a dataset version: what erasing that data forces to retrain."""
+    """List every model version trained on a dataset version, or on a version derived from it (such as
+    its protected copy): what erasing that data forces to retrain."""
     with connection() as conn:
         found = conn.registry.dataset_lineage(dataset_version_id)
     if as_json:
@@ -104,7 +121,7 @@ def dataset_lineage(
         Column("Created (UTC)", min_width=10),
     )
     for row in found:
-        table.add_row(
+        cells = [
             escape(row["model"]),
             escape(row["version"]),
             styled_version_status(row["status"]),
@@ -112,8 +129,15 @@ def dataset_lineage(
             escape(", ".join(row["aliases"])) or "-",
             row["run_id"] or "-",
             format_time(datetime.fromisoformat(row["created_at"])),
-        )
+        ]
+        table.add_row(*cells)
     console.print(table)
+    for row in found:  # trained on a copy derived from this version (its protected copy …)
+        if row.get("via"):
+            console.print(
+                f"{escape(row['model'])} {escape(row['version'])} was trained on "
+                f"[bold]{escape(row['via']['ref'])}[/bold], derived from this version."
+            )
     console.print(
         f"These {len(found)} model version(s) were trained on dataset version "
         f"[bold]{escape(dataset_version_id)}[/bold]: a GDPR erasure of that dataset would require "

@@ -126,6 +126,39 @@ def datasets_of_versions(conn: Connection, version_ids: list[str]) -> list[Row[A
     return list(conn.execute(query))
 
 
+def version_ancestry(conn: Connection, version_id: str) -> list[Row[Any]]:
+    """A version and the versions it derives from, parent by parent (with dataset names), newest first."""
+    chain: list[Row[Any]] = []
+    seen: set[str] = set()
+    current: str | None = version_id
+    while current is not None and current not in seen:
+        seen.add(current)
+        row = version_by_id(conn, current)
+        if row is None:
+            break
+        chain.append(row)
+        current = row.parent_id
+    return chain
+
+
+def descendants(conn: Connection, version_id: str) -> list[Row[Any]]:
+    """Every version derived (directly or not) from a version, with dataset names, in breadth order."""
+    found: list[Row[Any]] = []
+    frontier, seen = [version_id], {version_id}
+    while frontier:
+        query = (
+            select(dataset_versions, datasets.c.name.label("dataset_name"))
+            .join(datasets, datasets.c.id == dataset_versions.c.dataset_id)
+            .where(dataset_versions.c.parent_id.in_(frontier))
+            .order_by(dataset_versions.c.created_at)
+        )
+        rows = [r for r in conn.execute(query) if r.id not in seen]
+        seen.update(r.id for r in rows)
+        found.extend(rows)
+        frontier = [r.id for r in rows]
+    return found
+
+
 def version_rows(conn: Connection, dataset_id: str) -> list[Row[Any]]:
     """Every version of a dataset, by number."""
     query = (

@@ -562,14 +562,37 @@ class RegistryService:
             "created_by": target.created_by,
             "aliases": list(target.aliases),
             "run": run,
-            "datasets": [{"role": r, "id": d} for r, d in sorted(target.datasets.items())],
+            "datasets": [self._dataset_facts(r, d) for r, d in sorted(target.datasets.items())],
         }
 
-    def dataset_lineage(self, dataset_version_id: str) -> list[dict[str, Any]]:
-        """Every model version trained on ``dataset_version_id`` (what an erasure request must retrain)."""
+    def _dataset_facts(self, role: str, version_id: str) -> dict[str, Any]:
+        """A training dataset: its id and role, and, for a Steward dataset version, its ref and the chain
+        of versions it derives from back to its source."""
         with self._db.read() as conn:
-            rows = repo.models_trained_on(conn, dataset_version_id)
-            aliases = repo.aliases_by_version(conn, [r.id for r in rows])
+            chain = data_repo.version_ancestry(conn, version_id)
+        facts: dict[str, Any] = {"role": role, "id": version_id}
+        if chain:
+            facts["ref"] = f"{chain[0].dataset_name}@{chain[0].number}"
+            facts["chain"] = [
+                {
+                    "id": row.id,
+                    "ref": f"{row.dataset_name}@{row.number}",
+                    "content_digest": row.content_digest,
+                    "source": json.loads(row.source),
+                }
+                for row in chain
+            ]
+        return facts
+
+    def dataset_lineage(self, dataset_version_id: str) -> list[dict[str, Any]]:
+        """Every model version trained on a dataset version or on a version derived from it (a protected
+        copy …): what an erasure request for that data must retrain. ``via`` names the derived version a
+        model was trained on, when it is not the version asked about."""
+        with self._db.read() as conn:
+            derived = data_repo.descendants(conn, dataset_version_id)
+            refs = {r.id: f"{r.dataset_name}@{r.number}" for r in derived}
+            rows = [(v, r) for v in [dataset_version_id, *refs] for r in repo.models_trained_on(conn, v)]
+            aliases = repo.aliases_by_version(conn, [r.id for _, r in rows])
         return [
             {
                 "model": r.model_name,
@@ -579,8 +602,9 @@ class RegistryService:
                 "aliases": list(aliases.get(r.id, ())),
                 "run_id": r.run_id,
                 "created_at": from_ms(r.created_at).isoformat(),
+                **({"via": {"id": v, "ref": refs[v]}} if v != dataset_version_id else {}),
             }
-            for r in rows
+            for v, r in rows
         ]
 
     def save_card(self, model: str, version: str, fields: Mapping[str, str]) -> dict[str, Any]:
