@@ -173,3 +173,15 @@ def test_ingest_returns_the_report_of_every_checked_batch(data: DataService, tmp
 def test_an_unknown_quarantine_status_is_invalid_input(data: DataService) -> None:
     with pytest.raises(InvalidInput, match="HELD, RELEASED, DROPPED"):
         data.list_quarantine(status="bogus")
+
+
+def test_polars_frames_go_in_and_come_out(steward_home: Path) -> None:
+    import polars as pl
+
+    frame = pl.DataFrame({"id": [1, 2], "city": ["Dubai", "Abu Dhabi"]})
+    result = steward.ingest(frame, "cities")
+    assert result.version is not None and result.version.rows == 2
+    back = steward.get_dataset("cities", format="polars")
+    assert isinstance(back, pl.DataFrame) and back.equals(frame)
+    with pytest.raises(InvalidInput, match="unknown format"):
+        steward.get_dataset("cities", format="excel")  # type: ignore[arg-type]

@@ -88,15 +88,33 @@ def get_dataset(
     version: int | None = None,
     *,
     columns: Sequence[str] | None = None,
-    format: Literal["arrow", "pandas"] = "arrow",
+    format: Literal["arrow", "pandas", "polars"] = "arrow",
 ) -> Any:
-    """Return the data of a dataset version (the highest if ``version`` is omitted) as Arrow or pandas.
+    """Return the data of a dataset version (the highest if ``version`` is omitted).
+
+    Args:
+        name: The dataset.
+        version: Its version number.
+        columns: Only these columns.
+        format: ``arrow`` (a ``pyarrow.Table``), ``pandas`` or ``polars`` (if polars is installed).
 
     Raises:
         NotFound: If the dataset or version does not exist.
+        InvalidInput: For an unknown format, or ``polars`` without polars installed.
     """
+    if format not in ("arrow", "pandas", "polars"):
+        raise InvalidInput(f"unknown format {format!r}: use arrow, pandas or polars", {"field": "format"})
+    if format == "polars":
+        try:
+            import polars
+        except ImportError:
+            raise InvalidInput(
+                "format='polars' needs polars: pip install polars", {"field": "format"}
+            ) from None
     service = _service()
     table: pa.Table = service.read_table(service.get_version(name, version), columns)
+    if format == "polars":
+        return polars.from_arrow(table)
     return table.to_pandas() if format == "pandas" else table
 
 
