@@ -1,8 +1,9 @@
 """What the benchmark drivers share: paths, pinning, case subprocesses, the table, the docs blocks.
 
-Imported by ``benchmarks/tracking.py`` and ``benchmarks/registry.py`` (both run with Steward's venv
-from the repository root, so this directory is on ``sys.path``); ``peer_mlflow_registry.py`` takes
-``MLFLOW_QUIET_ENV`` from here too, so only the standard library is imported at module level.
+Imported by ``benchmarks/tracking.py``, ``benchmarks/registry.py`` and ``benchmarks/data.py`` (all run
+with Steward's venv from the repository root, so this directory is on ``sys.path``);
+``peer_mlflow_registry.py`` takes ``MLFLOW_QUIET_ENV`` from here too, and ``peer_data.py`` the memory
+probes, so only the standard library is imported at module level.
 """
 
 from __future__ import annotations
@@ -135,6 +136,67 @@ def mlflow_version() -> str | None:
 
 
 # --------------------------------------------------------------------------------------------
+# Memory and machine load (Linux; used inside case processes of either venv)
+# --------------------------------------------------------------------------------------------
+
+
+def rss_bytes() -> int:
+    """This process's resident set size now, in bytes (0 where ``/proc`` is missing)."""
+    try:
+        pages = int(Path("/proc/self/statm").read_text().split()[1])
+    except (OSError, ValueError, IndexError):
+        return 0
+    return pages * os.sysconf("SC_PAGE_SIZE")
+
+
+def reset_peak_rss() -> bool:
+    """Reset this process's RSS high-water mark to its RSS now (``/proc/self/clear_refs``, Linux 4.0+).
+
+    Returns whether it worked; if not, ``peak_rss_bytes`` keeps counting from the process start.
+    """
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True
+
+
+def peak_rss_bytes() -> int:
+    """This process's RSS high-water mark, in bytes (``getrusage``: ``ru_maxrss`` is KiB on Linux)."""
+    import resource
+
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
+
+
+def cpu_busy(seconds: float = 1.0) -> float | None:
+    """The busy share of all CPUs over the next ``seconds`` (from ``/proc/stat``), or None."""
+    import time
+
+    def sample() -> tuple[int, int]:
+        fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+        return sum(fields[:8]), idle
+
+    try:
+        total0, idle0 = sample()
+        time.sleep(seconds)
+        total1, idle1 = sample()
+    except (OSError, ValueError, IndexError):
+        return None
+    total = total1 - total0
+    return 1 - (idle1 - idle0) / total if total > 0 else None
+
+
+def fmt_bytes(n: float | None) -> str:
+    """A byte count as ``1.23 GiB`` or ``456 MiB``."""
+    if n is None:
+        return "n/a"
+    if abs(n) >= 2**30:
+        return f"{n / 2**30:.2f} GiB"
+    return f"{n / 2**20:.0f} MiB"
+
+
+# --------------------------------------------------------------------------------------------
 # Report
 # --------------------------------------------------------------------------------------------
 
@@ -146,30 +208,38 @@ def fmt_ratio(ratio: float | None) -> str:
     return f"{ratio:,.0f}x" if ratio >= 10 else f"{ratio:.2f}x"
 
 
-def print_table(rows: list[list[str]], title: str) -> None:
-    """Print the table with rich if it is there, else as plain text."""
+def print_table(rows: list[list[str]], title: str, headers: list[str] | None = None) -> None:
+    """Print the table with rich if it is there, else as plain text.
+
+    ``headers`` defaults to ``HEADERS``; the first column and the one before the last two
+    (the goal) are left-aligned, the others right-aligned.
+    """
+    headers = headers or HEADERS
     try:
         from rich.console import Console
         from rich.table import Table
     except ImportError:
-        widths = [max(len(r[i]) for r in [HEADERS, *rows]) for i in range(len(HEADERS))]
+        widths = [max(len(r[i]) for r in [headers, *rows]) for i in range(len(headers))]
         print(title)
-        for r in [HEADERS, *rows]:
+        for r in [headers, *rows]:
             print("  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)))
         return
     table = Table(title=title)
-    for i, h in enumerate(HEADERS):
-        table.add_column(h, justify="left" if i in (0, 4) else "right")
+    for i, h in enumerate(headers):
+        table.add_column(h, justify="left" if i in (0, len(headers) - 2) else "right")
     for r in rows:
         table.add_row(*r)
     Console(width=None if sys.stdout.isatty() else 160).print(table)
 
 
-def markdown_table(rows: list[list[str]]) -> list[str]:
-    """The result table as Markdown lines (figures right-aligned)."""
+def markdown_table(rows: list[list[str]], headers: list[str] | None = None) -> list[str]:
+    """The result table as Markdown lines (figures right-aligned; the last two columns, goal and
+    met?, and the first, left-aligned). ``headers`` defaults to ``HEADERS``."""
+    headers = headers or HEADERS
+    align = ["---", *["---:"] * (len(headers) - 3), "---", "---"]
     return [
-        "| " + " | ".join(HEADERS) + " |",
-        "|" + "|".join(["---", "---:", "---:", "---:", "---", "---"]) + "|",
+        "| " + " | ".join(headers) + " |",
+        "|" + "|".join(align) + "|",
         *("| " + " | ".join(r) + " |" for r in rows),
     ]
 
@@ -209,11 +279,12 @@ def machine_info(mlflow_version: str | None) -> dict[str, str]:
     }
 
 
-def machine_line(info: dict[str, str]) -> str:
-    """The ``Machine: …`` sentence of a docs block."""
+def machine_line(info: dict[str, str], peers: str | None = None) -> str:
+    """The ``Machine: …`` sentence of a docs block; ``peers`` replaces the MLflow clause."""
+    peers = peers or f"MLflow {info['mlflow']} in its own venv (`benchmarks/setup_peers.sh`)"
     return (
         f"Machine: {info['nproc']} cores ({info['cpu']}), {info['ram']} RAM, {info['os']}; "
-        f"Python {info['python']}; MLflow {info['mlflow']} in its own venv (`benchmarks/setup_peers.sh`)."
+        f"Python {info['python']}; {peers}."
     )
 
 
