@@ -126,3 +126,35 @@ def test_rules_drawn_from_the_data_pass_and_a_tighter_bound_counts_exactly_the_r
     [result] = [r for r in validate(table, tighter).results if r.check == "range"]
     assert result.failing_rows == sum(1 for v in _finite(table.column(name)) if v < bound)
     assert not result.passed
+
+
+@st.composite
+def rules_for(draw: st.DrawFn, table: pa.Table) -> dict[str, Any]:
+    """Rules over ``table``'s columns with bounds and sets drawn near, inside and outside its values."""
+    rules: dict[str, Any] = {}
+    for name, column in zip(table.column_names, table.columns, strict=True):
+        values = _finite(column)
+        rule: dict[str, Any] = {"nullable": draw(st.booleans())}
+        numeric = pa.types.is_integer(column.type) or pa.types.is_floating(column.type)
+        if numeric and values:
+            low, high = min(values), max(values)
+            rule["min"] = draw(st.sampled_from([low, low + 1, low - 1]))
+            if draw(st.booleans()):
+                rule["max"] = max(rule["min"], draw(st.sampled_from([high, high - 1, high + 1])))
+        if pa.types.is_string(column.type) and values:
+            rule["allowed"] = draw(st.lists(st.sampled_from(sorted(set(values))), unique=True))
+            rule["regex"] = draw(st.sampled_from([".*", "[a-z]*", ".{0,3}"]))
+        rule["unique"] = draw(st.booleans())
+        rules[name] = rule
+    return rules
+
+
+@settings(max_examples=60, deadline=None)
+@given(data=st.data())
+def test_arrow_proofs_never_change_a_report(data: st.DataObject) -> None:
+    table = data.draw(tables())
+    schema = DatasetSchema.from_dict({"columns": data.draw(rules_for(table))})
+    proven, counted = validate(table, schema), validate(table, schema, fast=False)
+    assert [(r.check, r.column, r.passed, r.failing_rows) for r in proven.results] == [
+        (r.check, r.column, r.passed, r.failing_rows) for r in counted.results
+    ]

@@ -223,3 +223,22 @@ def test_decimals_durations_and_times_in_examples_are_json_ready() -> None:
     [failure] = report.to_dict()["results"]
     assert failure["examples"] == [{"price": "-2.25", "took": -1.0, "at": "23:00:00"}]
     json.dumps(report.to_dict())  # no Decimal, timedelta or time left
+
+
+@pytest.mark.parametrize(
+    "ids",
+    [
+        [5, 3, 4, 1, 2],  # dense and scrambled: the bitmap proves it
+        [1, 1_000_000_000, 7],  # sparse: DuckDB counts
+        [3, 1, 3, None, 2],  # a repeat in a dense range
+        [2, 1, None, None],
+    ],
+)
+def test_uniqueness_is_the_same_whichever_way_it_is_decided(ids: list[int | None]) -> None:
+    table = pa.table({"id": pa.array(ids, pa.int64())})
+    schema = {"columns": {"id": {"unique": True}}}
+    fast, counted = run(table, **schema), validate(table, DatasetSchema.from_dict(schema), fast=False)
+    assert check(fast, "unique", "id") == check(counted, "unique", "id")
+    assert check(fast, "unique", "id")["passed"] is (
+        len({i for i in ids if i is not None}) == sum(1 for i in ids if i is not None)
+    )

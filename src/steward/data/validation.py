@@ -11,16 +11,20 @@ column names, as their author wrote them.
 
 from __future__ import annotations
 
+import os
 import time as clock
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 
+from steward.data import fastchecks
 from steward.data.expectations import TYPES, ColumnRule, DatasetSchema, parse_moment, quote_literal
 from steward.errors import InvalidInput
 
@@ -28,6 +32,10 @@ __all__ = ["TYPES", "CheckResult", "ColumnRule", "DatasetSchema", "ValidationRep
 
 EXAMPLES = 5
 """Failing values shown per failed check."""
+_CHECK_ORDER = [
+    "required", "type", "not_null", "range", "allowed", "regex", "unique", "freshness",
+    "extra_columns", "row_count", "sql",
+]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -242,15 +250,21 @@ class _Pending:
     message: str
     name: str | None = None
     example_sql: str | None = None  # what to show of a failing row
+    index: int | None = None  # the column's position, for the Arrow proof
+    rule: ColumnRule | None = None
 
 
-def validate(table: pa.Table, schema: DatasetSchema, *, now: datetime | None = None) -> ValidationReport:
+def validate(
+    table: pa.Table, schema: DatasetSchema, *, now: datetime | None = None, fast: bool = True
+) -> ValidationReport:
     """Check ``table`` against ``schema``: every check is run and reported, failed or not.
 
     Args:
         table: The batch.
         schema: Its expectations.
         now: The time freshness is measured against (now, by default).
+        fast: Clear the checks that Arrow's aggregates prove first (``steward.data.fastchecks``);
+            ``False`` counts every check in DuckDB. The report is the same either way.
 
     Returns:
         The report; ``report.passed`` says whether the batch may be published.
@@ -278,29 +292,59 @@ def validate(table: pa.Table, schema: DatasetSchema, *, now: datetime | None = N
             results.append(CheckResult("type", name, ok, None, () if ok else (str(arrow_type),), message))
             if not ok:
                 continue  # its value checks would compare values of the wrong type
-        pending += _value_checks(name, i, rule, arrow_type)
+        for p in _value_checks(name, i, rule, arrow_type):
+            pending.append(replace(p, index=i, rule=rule))
         if rule.unique:
             uniques.append((name, i))
     for check_name, expression in schema.sql_checks.items():
         pending.append(
             _Pending("sql", None, f"(NOT coalesce(({expression}), FALSE))", expression, name=check_name)
         )
-    con = duckdb.connect()
-    try:
-        con.execute("SET TimeZone = 'UTC'")
-        if table.num_columns:
-            con.register("src", table)
-            select = ", ".join(f"#{i + 1} AS c{i}" for i in range(table.num_columns))
-            con.execute(f"CREATE VIEW t AS SELECT {select} FROM src")
-        results += _run_value_checks(con, pending)
-        results += [_unique_check(con, name, i) for name, i in uniques]
-        if schema.freshness is not None:
-            results.append(_freshness_check(con, table, schema.freshness, positions, now))
-    finally:
-        con.close()
+    if fast:
+        proven, pending, uniques = _prove(table, pending, uniques)
+        results += proven
+    if schema.freshness is not None:
+        results.append(_freshness_check(table, schema.freshness, positions, now))
+    if pending or uniques:  # what the proofs could not clear: counted, with examples, by DuckDB
+        con = duckdb.connect()
+        try:
+            con.execute("SET TimeZone = 'UTC'")
+            if table.num_columns:
+                con.register("src", table)
+                select = ", ".join(f"#{i + 1} AS c{i}" for i in range(table.num_columns))
+                con.execute(f"CREATE VIEW t AS SELECT {select} FROM src")
+            results += _run_value_checks(con, pending)
+            results += [_unique_check(con, name, i) for name, i in uniques]
+        finally:
+            con.close()
     order = {name: k for k, name in enumerate(schema.columns)}
-    results.sort(key=lambda r: (r.column is None, order.get(r.column or "", 0)))
+    results.sort(key=lambda r: (r.column is None, order.get(r.column or "", 0), _CHECK_ORDER.index(r.check)))
     return ValidationReport(table.num_rows, tuple(results), clock.perf_counter() - started)
+
+
+def _prove(
+    table: pa.Table, pending: list[_Pending], uniques: list[tuple[str, int]]
+) -> tuple[list[CheckResult], list[_Pending], list[tuple[str, int]]]:
+    """Clear the checks Arrow's aggregates prove, on a thread pool; return them and what is left."""
+    jobs = [(p.check, p.index, p.rule) for p in pending if p.index is not None and p.rule is not None]
+    jobs += [("unique", i, ColumnRule()) for _, i in uniques]
+    if not jobs or table.num_rows == 0:
+        return [], pending, uniques
+    with ThreadPoolExecutor(max_workers=min(len(jobs), os.cpu_count() or 1)) as pool:
+        verdicts = list(pool.map(lambda job: fastchecks.proves(job[0], table.column(job[1]), job[2]), jobs))
+    cleared = {(check, index) for (check, index, _), ok in zip(jobs, verdicts, strict=True) if ok}
+    proven = [
+        CheckResult(p.check, p.column, True, 0, (), p.message, p.name)
+        for p in pending
+        if (p.check, p.index) in cleared
+    ]
+    proven += [
+        CheckResult("unique", n, True, 0, (), "values must be unique")
+        for n, i in uniques
+        if ("unique", i) in cleared
+    ]
+    left = [p for p in pending if (p.check, p.index) not in cleared]
+    return proven, left, [(n, i) for n, i in uniques if ("unique", i) not in cleared]
 
 
 def _presence_checks(
@@ -419,7 +463,6 @@ def _unique_check(con: duckdb.DuckDBPyConnection, name: str, i: int) -> CheckRes
 
 
 def _freshness_check(
-    con: duckdb.DuckDBPyConnection,
     table: pa.Table,
     freshness: tuple[str, float],
     positions: Mapping[str, int],
@@ -433,7 +476,7 @@ def _freshness_check(
     if not (pa.types.is_timestamp(arrow_type) or pa.types.is_date(arrow_type)):
         message = f"freshness needs a timestamp or date column, found {arrow_type}"
         return CheckResult("freshness", column, False, None, (), message)
-    newest = (con.execute(f"SELECT max(c{i}) FROM t").fetchone() or (None,))[0]
+    newest = pc.max(table.column(i)).as_py()
     if newest is None:
         return CheckResult("freshness", column, False, None, (), "the column holds no timestamps")
     if not isinstance(newest, datetime):
