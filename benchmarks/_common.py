@@ -187,6 +187,38 @@ def cpu_busy(seconds: float = 1.0) -> float | None:
     return 1 - (idle1 - idle0) / total if total > 0 else None
 
 
+def release_memory() -> None:
+    """Hand freed memory back to the OS (Arrow's pool, glibc's heap), so that the RSS measures what is held.
+
+    Called after a case loads its data and before its RSS is read: buffers the reader freed would
+    otherwise stay resident, count as "data", and hide what the case itself needs.
+    """
+    import ctypes
+    import gc
+
+    gc.collect()
+    if "pyarrow" in sys.modules:
+        with contextlib.suppress(Exception):
+            sys.modules["pyarrow"].default_memory_pool().release_unused()
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
+def wait_quiet(max_wait: float, limit: float = 0.15, sample: float = 0.5) -> float | None:
+    """Wait until other work uses at most ``limit`` of the CPUs, or ``max_wait`` seconds passed.
+
+    Meant for a benchmark process between its timed repeats (it is idle while it samples).
+    Returns the busy share last seen (None where ``/proc/stat`` is missing).
+    """
+    import time
+
+    deadline = time.monotonic() + max_wait
+    busy = cpu_busy(sample)
+    while busy is not None and busy > limit and time.monotonic() < deadline:
+        busy = cpu_busy(sample)
+    return busy
+
+
 def fmt_bytes(n: float | None) -> str:
     """A byte count as ``1.23 GiB`` or ``456 MiB``."""
     if n is None:
