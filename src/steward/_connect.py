@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from steward.config import Settings, load_settings
@@ -30,9 +32,18 @@ class Connection:
     settings: Settings
     tracking: TrackingBackend
     registry: RegistryBackend
-    data: DataBackend
+    _data_factory: Callable[[], DataBackend]
     remote: bool
     _closer: Any = None
+    _data: DataBackend | None = None
+
+    @property
+    def data(self) -> DataBackend:
+        """The data service, made on first use: it pulls in pyarrow and DuckDB, which runs alone need not
+        (their imports would also slow every later garbage collection of a training loop)."""
+        if self._data is None:
+            self._data = self._data_factory()
+        return self._data
 
     def close(self) -> None:
         """Release connections (database pool or HTTP client)."""
@@ -53,7 +64,6 @@ def connect(uri: str | None = None, **settings: Any) -> Connection:
     """
     resolved = load_settings(uri=uri, **settings)
     if resolved.uri:
-        from steward.client.data import RemoteDataService
         from steward.client.http import HttpClient
         from steward.client.registry import RemoteRegistryService
         from steward.client.tracking import RemoteTrackingService
@@ -63,11 +73,10 @@ def connect(uri: str | None = None, **settings: Any) -> Connection:
             resolved,
             RemoteTrackingService(http),
             RemoteRegistryService(http),
-            RemoteDataService(http),
+            partial(_remote_data, http),
             remote=True,
             _closer=http.close,
         )
-    from steward.data.service import DataService
     from steward.registry.service import RegistryService
     from steward.store.platform import Platform
     from steward.tracking.service import TrackingService
@@ -75,9 +84,19 @@ def connect(uri: str | None = None, **settings: Any) -> Connection:
     platform = Platform.from_settings(resolved)
     tracking = TrackingService(platform)
     registry = RegistryService(platform, tracking)
-    return Connection(
-        resolved, tracking, registry, DataService(platform), remote=False, _closer=platform.close
-    )
+    return Connection(resolved, tracking, registry, partial(_embedded_data, platform), False, platform.close)
+
+
+def _remote_data(http: Any) -> DataBackend:
+    from steward.client.data import RemoteDataService
+
+    return RemoteDataService(http)
+
+
+def _embedded_data(platform: Any) -> DataBackend:
+    from steward.data.service import DataService
+
+    return DataService(platform)
 
 
 _default: Connection | None = None
