@@ -66,7 +66,7 @@ from steward.api.deps import API_PREFIX, Data
 from steward.api.errors import ResponseAbortedError
 from steward.data.models import DataFile, IngestResult, QuarantineStatus
 from steward.data.service import DataService
-from steward.errors import IntegrityError, InvalidInput, StewardError
+from steward.errors import InvalidInput, StewardError
 
 log = logging.getLogger("steward.api")
 
@@ -330,41 +330,19 @@ def get_version_by_id(version_id: str, data: Data) -> Response:
     return _json(data.get_version_by_id(version_id).to_json())
 
 
-def _verified(stored: DataFile, chunks: Iterator[bytes]) -> Iterator[bytes]:
-    """Yield the blob's chunks one behind, so the last leaves only once the whole blob checked out.
-
-    The blob store checks the digest after the last chunk, and the size is checked here; on a mismatch the
-    response is aborted short of its ``Content-Length``, so no client takes it for the data.
-    """
-    held, size = b"", 0
+def _sent_whole(stored: DataFile, chunks: Iterator[bytes]) -> Iterator[bytes]:
+    """Pass the service's checked chunks on; a mismatch aborts the response short of its length."""
     try:
-        for chunk in chunks:
-            size += len(chunk)
-            if size > stored.size:
-                raise IntegrityError(f"blob {stored.digest} holds more than its recorded {stored.size} bytes")
-            if held:
-                yield held
-            held = chunk
-        if size != stored.size:
-            raise IntegrityError(f"blob {stored.digest} holds {size} bytes, not the recorded {stored.size}")
+        yield from chunks
     except StewardError as exc:
         log.error("dataset file %s not sent whole: %s", stored.digest, exc.message)
         raise ResponseAbortedError from exc
-    if held:
-        yield held
 
 
 def _stored_file(data: DataService, stored: DataFile) -> Response:
-    chunks = iter(data.platform.blobs.iter_chunks(stored.digest))
-    first = next(chunks, b"")  # a missing blob fails here, while a JSON error can still be sent
-    body = _verified(stored, _chain(first, chunks))
+    body = _sent_whole(stored, data.iter_file(stored))  # a missing blob fails here, as JSON
     headers = {"X-Steward-Digest": stored.digest, "Content-Length": str(stored.size)}
     return StreamingResponse(body, media_type=PARQUET_TYPE, headers=headers)
-
-
-def _chain(first: bytes, chunks: Iterator[bytes]) -> Iterator[bytes]:
-    yield first
-    yield from chunks
 
 
 def _table_file(table: pa.Table) -> Response:

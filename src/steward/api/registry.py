@@ -166,7 +166,8 @@ async def upload_file(
                 await run_in_threadpool(spool.write, bytes(pending))
                 pending.clear()
         await run_in_threadpool(_finish, spool, bytes(pending))
-        stored = await run_in_threadpool(registry.upload_file, name, Path(spool.name), path, dataset)
+        # Residency was checked above, before the body was read: not again here.
+        stored = await run_in_threadpool(registry.upload_file, name, Path(spool.name), path)
     return _json(stored.to_json(), 201)
 
 

@@ -35,7 +35,6 @@ from steward.cli.output import (
     sparkline,
 )
 from steward.data.models import DataBackend, DatasetVersion, QuarantineStatus
-from steward.errors import InvalidInput
 
 EXIT_CHECKS_FAILED = 3
 """Exit code of ``ingest`` when every batch was quarantined, and of ``validate`` when a check fails."""
@@ -89,18 +88,9 @@ def _policy_option(help_text: str, name: str = "--privacy") -> Any:
 
 
 def _read_policy(path: Path) -> Any:
-    """Read a YAML privacy policy (``by_tag``, ``by_column``, ``default``: each ``{action, params}``)."""
-    import yaml
-
     from steward.data.privacy import PrivacyPolicy
 
-    try:
-        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise InvalidInput(f"cannot read privacy policy {path}: {exc}", {"field": "privacy"}) from None
-    if not isinstance(loaded, dict):
-        raise InvalidInput(f"privacy policy {path} is not a mapping", {"field": "privacy"})
-    return PrivacyPolicy.from_dict(loaded)
+    return PrivacyPolicy.from_yaml(path)
 
 
 def _expectations_option(help_text: str) -> Any:

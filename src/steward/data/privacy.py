@@ -21,12 +21,14 @@ import hashlib
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import yaml
 
 from steward.data.pii import ColumnFinding, check_tags
 from steward.data.validation import json_value
@@ -182,6 +184,21 @@ class PrivacyPolicy:
         except (AttributeError, TypeError) as exc:
             raise _bad(f"Malformed privacy policy: {exc}", "policy") from exc
         return cls(by_tag=by_tag, by_column=by_column, default=default)
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> PrivacyPolicy:
+        """Read a policy from a YAML file of :meth:`to_dict`'s form (``by_tag``, ``by_column``, ``default``).
+
+        Raises:
+            InvalidInput: The file cannot be read, is not YAML, or is not a policy.
+        """
+        try:
+            loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        except (OSError, yaml.YAMLError) as exc:
+            raise _bad(f"cannot read privacy policy {path}: {exc}", "privacy") from None
+        if not isinstance(loaded, Mapping):
+            raise _bad(f"privacy policy {path} is not a mapping", "privacy")
+        return cls.from_dict(loaded)
 
 
 def _check_secret(secret: bytes) -> None:

@@ -9,10 +9,11 @@ a crash in between re-delivers it, and re-publishing it finds the same version.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +52,14 @@ from steward.data.privacy import KAnonymityReport, PrivacyPolicy
 from steward.data.profile import DatasetProfile, ProfileDiff, diff_profiles, profile_table
 from steward.data.residency import Residency, check_new_dataset, check_write, residency_of
 from steward.data.validation import DatasetSchema, ValidationReport, validate
-from steward.errors import AlreadyExists, Conflict, InvalidInput, NotFound, ResidencyViolation
+from steward.errors import (
+    AlreadyExists,
+    Conflict,
+    IntegrityError,
+    InvalidInput,
+    NotFound,
+    ResidencyViolation,
+)
 from steward.governance import audit
 from steward.store.platform import Platform
 
@@ -260,6 +268,20 @@ class DataService:
                 details = {"ref": version.ref, "columns": personal}
                 self.record(conn, "dataset_version.read_pii", "dataset_version", version.id, details=details)
         return table
+
+    def iter_file(self, stored: DataFile) -> Iterator[bytes]:
+        """Stream one stored file of a version, checked against its digest and recorded size.
+
+        The first chunk is read now, so a missing file raises here, before anything is sent; the chunks
+        then leave one step behind, so the last leaves only once the whole file checked out.
+
+        Raises:
+            NotFound: If the file is not stored (at once).
+            IntegrityError: While streaming, before the last chunk, if the bytes do not match.
+        """
+        chunks = iter(self.platform.blobs.iter_chunks(stored.digest))
+        first = next(chunks, b"")
+        return _checked(stored, itertools.chain([first], chunks))
 
     def store_parquet(self, table: pa.Table) -> DataFile:
         """Write ``table`` as one zstd Parquet file into the blob store (content-addressed)."""
@@ -597,3 +619,18 @@ class DataService:
             Conflict: If it was already released or dropped.
         """
         return quarantine.drop(self, batch_id, reason)
+
+
+def _checked(stored: DataFile, chunks: Iterator[bytes]) -> Iterator[bytes]:
+    held, size = b"", 0
+    for chunk in chunks:
+        size += len(chunk)
+        if size > stored.size:
+            raise IntegrityError(f"blob {stored.digest} holds more than its recorded {stored.size} bytes")
+        if held:
+            yield held
+        held = chunk
+    if size != stored.size:
+        raise IntegrityError(f"blob {stored.digest} holds {size} bytes, not the recorded {stored.size}")
+    if held:
+        yield held

@@ -125,6 +125,7 @@ class TorchFlavor:
             return module.eval()
         if fmt == "state_dict":
             try:
+                # trusted: weights_only=True unpickles tensors and plain containers only, never code
                 loaded: object = torch.load(
                     io.BytesIO(bundle.read_bytes(STATE_FILE)), map_location="cpu", weights_only=True
                 )
