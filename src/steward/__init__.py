@@ -5,6 +5,8 @@ The objects a user meets:
 - ``steward.start_run(experiment=…)`` starts a **run**; inside it ``log_params``, ``log_metric(s)``,
   ``set_tags``, ``log_artifact``, ``log_dict``, ``log_table`` and ``log_figure`` record what happened.
 - ``steward.search_runs``, ``get_run`` and ``get_metric_history`` read it back (pandas out).
+- ``@steward.step`` and ``@steward.pipeline`` make plain typed functions a DAG;
+  ``my_pipeline.run(executor="processes", **params)`` runs it (cached, retried, each step a child run).
 - ``steward.connect()`` / ``steward.configure()`` choose where it all lives: embedded (SQLite and local
   files, no services) or a Steward server (``STEWARD_URI=http://…``), with the same calls either way.
 """
@@ -22,6 +24,17 @@ from steward.errors import (
     StewardError,
     UnsafeArtifact,
 )
+from steward.pipelines.dsl import Step, step
+from steward.pipelines.models import PipelineRunInfo, StepRun, StepState
+from steward.pipelines.sdk import (
+    Pipeline,
+    PipelineRun,
+    get_pipeline_run,
+    list_pipeline_runs,
+    pipeline,
+    resume_run,
+)
+from steward.pipelines.values import Model
 from steward.registry.flavors.pyfunc import ModelContext, PythonModel
 from steward.registry.loading import LoadedModel
 from steward.registry.models import ModelVersion, RegisteredModel
@@ -78,14 +91,21 @@ __all__ = [
     "IntegrityError",
     "InvalidInput",
     "LoadedModel",
+    "Model",
     "ModelContext",
     "ModelVersion",
     "NotFound",
+    "Pipeline",
+    "PipelineRun",
+    "PipelineRunInfo",
     "PythonModel",
     "RegisteredModel",
     "Run",
     "RunStatus",
     "Signature",
+    "Step",
+    "StepRun",
+    "StepState",
     "StewardError",
     "UnsafeArtifact",
     "__version__",
@@ -106,12 +126,14 @@ __all__ = [
     "get_metric_history",
     "get_model",
     "get_model_version",
+    "get_pipeline_run",
     "get_run",
     "infer_signature",
     "ingest",
     "list_artifacts",
     "list_datasets",
     "list_model_versions",
+    "list_pipeline_runs",
     "load_model",
     "log_artifact",
     "log_dict",
@@ -123,11 +145,14 @@ __all__ = [
     "log_params",
     "log_table",
     "log_text",
+    "pipeline",
     "register_model",
     "restore_run",
+    "resume_run",
     "search_runs",
     "set_alias",
     "set_tag",
     "set_tags",
     "start_run",
+    "step",
 ]

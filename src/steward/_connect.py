@@ -11,6 +11,8 @@ from typing import Any
 from steward.config import Settings, load_settings
 from steward.data import sdk as data_sdk
 from steward.data.models import DataBackend
+from steward.errors import InvalidInput
+from steward.pipelines import sdk as pipelines_sdk
 from steward.registry import sdk as registry_sdk
 from steward.registry.models import RegistryBackend
 from steward.tracking import fluent
@@ -36,6 +38,8 @@ class Connection:
     remote: bool
     _closer: Any = None
     _data: DataBackend | None = None
+    _platform: Any = None
+    _pipelines: Any = None
 
     @property
     def data(self) -> DataBackend:
@@ -44,6 +48,25 @@ class Connection:
         if self._data is None:
             self._data = self._data_factory()
         return self._data
+
+    @property
+    def pipelines(self) -> Any:
+        """The pipeline service (embedded mode: a pipeline's workers write to the blob store directly).
+
+        Raises:
+            InvalidInput: In remote mode.
+        """
+        if self._pipelines is None:
+            if self._platform is None:
+                raise InvalidInput(
+                    "pipelines run against the store directly: use embedded mode (unset STEWARD_URI) with "
+                    "the server's database and artifact store (STEWARD_DB, STEWARD_ARTIFACTS)",
+                    {"field": "uri"},
+                )
+            from steward.pipelines.service import PipelineService
+
+            self._pipelines = PipelineService(self._platform, self.tracking)  # type: ignore[arg-type]
+        return self._pipelines
 
     def close(self) -> None:
         """Release connections (database pool or HTTP client)."""
@@ -84,7 +107,15 @@ def connect(uri: str | None = None, **settings: Any) -> Connection:
     platform = Platform.from_settings(resolved)
     tracking = TrackingService(platform)
     registry = RegistryService(platform, tracking)
-    return Connection(resolved, tracking, registry, partial(_embedded_data, platform), False, platform.close)
+    return Connection(
+        resolved,
+        tracking,
+        registry,
+        partial(_embedded_data, platform),
+        False,
+        platform.close,
+        _platform=platform,
+    )
 
 
 def _remote_data(http: Any) -> DataBackend:
@@ -146,6 +177,11 @@ def _resolve_data() -> tuple[DataBackend, Settings]:
     return conn.data, conn.settings
 
 
+def _resolve_pipelines() -> Any:
+    return default_connection().pipelines
+
+
 fluent.set_backend_resolver(_resolve)
+pipelines_sdk.set_pipeline_resolver(_resolve_pipelines)
 data_sdk.set_data_resolver(_resolve_data)
 registry_sdk.set_registry_resolver(_resolve_registry)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
@@ -162,6 +164,20 @@ class MetadataStore:
         self.engine.dispose()
 
 
+_engines: weakref.WeakSet[Engine] = weakref.WeakSet()
+
+
+def _forget_parent_connections() -> None:
+    # A forked worker (the pipelines' process executor) must not share the parent's sockets or SQLite
+    # handles: drop the pool's connections without closing them, as SQLAlchemy advises after fork.
+    for engine in list(_engines):
+        engine.dispose(close=False)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_parent_connections)
+
+
 def _create_engine(url: str) -> Engine:
     try:
         parsed = make_url(url)
@@ -180,10 +196,13 @@ def _create_engine(url: str) -> Engine:
         )
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin)
+        _engines.add(engine)
         return engine
     if backend == "postgresql":
         try:
-            return create_engine(parsed, pool_pre_ping=True, pool_size=5, max_overflow=10)
+            engine = create_engine(parsed, pool_pre_ping=True, pool_size=5, max_overflow=10)
+            _engines.add(engine)
+            return engine
         except (ModuleNotFoundError, NoSuchModuleError) as exc:
             raise InvalidInput(
                 "PostgreSQL needs psycopg 3: pip install 'steward-ml[postgres]'", {"field": "db"}

@@ -310,3 +310,55 @@ audit_log = Table(
     Index("ix_audit_log_resource", "resource_kind", "resource_id"),
 )
 """The audit trail: one row per state change (or refusal), each carrying the hash of the one before."""
+
+pipeline_runs = Table(
+    "pipeline_runs",
+    metadata,
+    Column("run_id", String(32), ForeignKey("runs.id"), primary_key=True),
+    Column("pipeline", String(128), nullable=False),
+    Column("reference", Text, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("executor", String(64), nullable=False),
+    Column("params", Text, nullable=False),
+    Column("outputs", Text, nullable=True),
+    Column("resumed_from", String(32), nullable=True),
+    Column("error", Text, nullable=True),
+    Column("created_at", BigInteger, nullable=False),
+    Column("ended_at", BigInteger, nullable=True),
+    Index("ix_pipeline_runs_pipeline", "pipeline", "created_at"),
+)
+"""One row per pipeline run; the run itself (times, params, tags) is the tracking run ``run_id``."""
+
+step_runs = Table(
+    "step_runs",
+    metadata,
+    Column("pipeline_run_id", String(32), ForeignKey("pipeline_runs.run_id"), primary_key=True),
+    Column("key", String(256), primary_key=True),
+    Column("position", Integer, nullable=False),
+    Column("step", String(256), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("upstream", Text, nullable=False),
+    Column("run_id", String(32), ForeignKey("runs.id"), nullable=True),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("start_time", BigInteger, nullable=True),
+    Column("end_time", BigInteger, nullable=True),
+    Column("cache_key", String(64), nullable=True),
+    Column("cached_from", String(32), nullable=True),
+    Column("error", Text, nullable=True),
+    Column("inputs", Text, nullable=False),
+    Column("outputs", Text, nullable=False),
+    Column("host", String(256), nullable=False, default=""),
+    Column("resources", Text, nullable=False),
+)
+"""The nodes of a pipeline run: state, attempts, cache key, inputs and outputs (``OutputRef`` JSON)."""
+
+step_cache = Table(
+    "step_cache",
+    metadata,
+    Column("cache_key", String(64), primary_key=True),
+    Column("step", String(256), nullable=False),
+    Column("run_id", String(32), ForeignKey("runs.id"), nullable=False),
+    Column("outputs", Text, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+)
+"""Outputs by cache key (code, inputs, parameters and environment of a step): what a rerun reuses."""

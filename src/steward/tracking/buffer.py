@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import threading
 import time
 import weakref
@@ -203,3 +204,13 @@ class _Flusher:
 
 
 _FLUSHER = _Flusher()
+
+
+def _reset_after_fork() -> None:
+    # A forked worker inherits the lock in whatever state a parent thread left it, and no thread.
+    _FLUSHER._lock = threading.Lock()
+    _FLUSHER._thread = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_after_fork)

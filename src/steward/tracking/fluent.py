@@ -7,13 +7,14 @@ The backend (embedded ``TrackingService`` or the HTTP client) comes from a resol
 from __future__ import annotations
 
 import atexit
+import contextlib
 import io
 import json
 import logging
 import signal
 import tempfile
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any
@@ -201,6 +202,39 @@ def start_run(
         _stack.append(active)
     _install_handlers()
     return active
+
+
+@contextlib.contextmanager
+def attached_run(run_id: str, experiment_id: str = "", name: str = "") -> Iterator[ActiveRun]:
+    """Make an existing run the active one for a block, without starting or ending it.
+
+    A pipeline step's code runs inside this, so ``steward.log_metric`` … write to the step's run.
+    Buffered metrics are flushed when the block ends.
+    """
+    backend, settings = _backend()
+    active = ActiveRun.__new__(ActiveRun)
+    active.backend = backend
+    active.id = run_id
+    active.experiment_id = experiment_id
+    active.name = name
+    active._ended = False
+    active.buffer = MetricBuffer(
+        lambda series: backend.log_metrics(run_id, series),
+        max_points=settings.metric_flush_points,
+        interval=settings.metric_flush_interval,
+    )
+    with _stack_lock:
+        _stack.append(active)
+    try:
+        yield active
+    finally:
+        with _stack_lock:
+            if active in _stack:
+                _stack.remove(active)
+        try:
+            active.buffer.flush()
+        finally:
+            active.buffer.close()
 
 
 def active_run() -> ActiveRun | None:

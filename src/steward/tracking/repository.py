@@ -410,3 +410,43 @@ def count_metric_points(conn: Connection, run_ids: Sequence[str]) -> int:
         )
     ).scalar_one()
     return int(total)
+
+
+def insert_runs(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Insert many run rows in one statement (a pipeline's step runs)."""
+    if rows:
+        conn.execute(_INSERT_RUN, [dict(r) for r in rows])
+
+
+def insert_params_many(conn: Connection, rows: Sequence[Mapping[str, str]]) -> None:
+    """Insert ``{"run_id", "key", "value"}`` rows of new runs (nothing to clash with)."""
+    if rows:
+        conn.execute(insert(params), [dict(r) for r in rows])
+
+
+def upsert_tags_many(conn: Connection, rows: Sequence[Mapping[str, str]]) -> None:
+    """Set ``{"run_id", "key", "value"}`` tags of many runs."""
+    if rows:
+        conn.execute(_statement(conn, "tags"), [dict(r) for r in rows])
+
+
+_END_RUNS = (
+    update(runs)
+    .where(runs.c.id == bindparam("target_id"), runs.c.status == "RUNNING")
+    .values(status=bindparam("new_status"), end_time=bindparam("new_end"), error=bindparam("new_error"))
+)
+
+
+def end_runs(conn: Connection, rows: Sequence[tuple[str, str, int, str | None]]) -> None:
+    """End many RUNNING runs: ``(run_id, status, end_time, error)`` each (ended ones are left alone)."""
+    if rows:
+        conn.execute(
+            _END_RUNS,
+            [{"target_id": r, "new_status": s, "new_end": t, "new_error": e} for r, s, t, e in rows],
+        )
+
+
+def upsert_artifacts(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Record many artifacts (``run_id``, ``path``, ``digest``, ``size``, ``created_at``)."""
+    if rows:
+        conn.execute(_statement(conn, "artifact"), [dict(r) for r in rows])
