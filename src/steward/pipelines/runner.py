@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from steward.core.time import now_ms
+from steward.errors import StewardError
 from steward.pipelines import materializers
 from steward.pipelines.cache import cache_key
 from steward.pipelines.dsl import StepOutput
@@ -335,7 +336,8 @@ class Runner:
         try:
             self.executor.submit(task)
         except Exception as exc:  # an executor that cannot take the task fails the step, not the run
-            self._handle(TaskResult(key, step.attempts, ok=False, error=f"could not submit: {exc}"))
+            reason = exc.message if isinstance(exc, StewardError) else f"{type(exc).__name__}: {exc}"
+            self._handle(TaskResult(key, step.attempts, ok=False, error=reason))
             return
         self._running.add(key)
 
@@ -353,9 +355,12 @@ class Runner:
         step = self.steps[key]
         node = self.graph.nodes[key]
         step.host = f"{result.host} {result.node_id}".strip() if result.node_id else result.host
-        if result.log or (not result.ok and step.attempts > 1):
-            header = f"--- attempt {result.attempt} ---\n" if node.step.retries else ""
-            self._logs[key] = self._logs.get(key, "") + header + result.log
+        if node.step.retries:  # keep every attempt's output and error apart
+            failure = "" if result.ok else f"{result.error}\n"
+            text = f"--- attempt {result.attempt} ---\n{result.log}{failure}"
+            self._logs[key] = self._logs.get(key, "") + text
+        elif result.log:
+            self._logs[key] = self._logs.get(key, "") + result.log
         if result.ok:
             self.outputs[key] = result.outputs
             if result.values is not None:
@@ -445,6 +450,7 @@ class Runner:
 
     def _abandon(self) -> None:
         """Record a run interrupted midway: running steps failed as killed, the run KILLED."""
+        self.options.progress = None
         for step in self.steps.values():
             if step.state in (StepState.RUNNING, StepState.PENDING) and step.run_id:
                 step.state = StepState.FAILED

@@ -288,10 +288,8 @@ def _import_file(path: Path) -> Any:
     path = path.expanduser().resolve()
     if not path.is_file():
         raise InvalidInput(f"no such pipeline file: {path}", {"field": "pipeline"})
+    # Imported afresh each time, so an edited file is seen (and its changed steps miss the cache).
     name = "steward_pipeline_" + "".join(c if c.isalnum() else "_" for c in path.with_suffix("").as_posix())
-    existing = sys.modules.get(name)
-    if existing is not None and getattr(existing, "__file__", None) == str(path):
-        return existing
     spec = importlib.util.spec_from_file_location(name, path)
     if spec is None or spec.loader is None:
         raise InvalidInput(f"{path} is not a Python file", {"field": "pipeline"})
