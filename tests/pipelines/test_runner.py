@@ -237,3 +237,18 @@ def test_runs_are_listed_newest_first_on_sqlite_and_postgres(any_db_home: Path) 
     assert sdk.get_pipeline_run(second.id).outputs is not None
     with pytest.raises(steward.NotFound):
         sdk.get_pipeline_run("nope")
+
+
+def test_a_warm_worker_pool_runs_steps_of_a_file_loaded_after_it_started(
+    steward_home: Path, tmp_path: Path
+) -> None:
+    assert s.fan.run(executor="processes", width=2).succeeded  # the pool is now warm
+    path = tmp_path / "late.py"
+    path.write_text(
+        "from steward import pipeline, step\n\n"
+        "@step\ndef seven() -> int:\n    return 7\n\n"
+        "@step\ndef double(x: int) -> int:\n    return 2 * x\n\n"
+        "@pipeline\ndef late():\n    return double(seven())\n"
+    )
+    run = sdk.load_pipeline(f"{path}:late").run(executor="processes")
+    assert run.result == 14

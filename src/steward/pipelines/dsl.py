@@ -165,7 +165,7 @@ class Step:
 
     def __reduce__(self) -> tuple[Any, ...]:
         # The decorated name in its module is this object, not the function: pickle by reference to it.
-        return (load_step, (self.fn.__module__, self.fn.__qualname__))
+        return (_unpickle_step, (self.fn.__module__, self.fn.__qualname__))
 
     def __repr__(self) -> str:
         return f"Step({self.reference})"
@@ -186,6 +186,28 @@ def load_step(module: str, qualname: str) -> Step:
     if not isinstance(obj, Step):
         raise InvalidInput(f"{module}:{qualname} is not a @step", {"field": "step"})
     return obj
+
+
+@dataclass(frozen=True)
+class UnresolvedStep:
+    """What a worker gets for a step it cannot import (a worker forked before the step's module
+    was loaded, say): running it reports that, so the executor can send the task to a fresh worker."""
+
+    reference: str
+    reason: str
+
+    @property
+    def name(self) -> str:
+        """The step's name, from its reference."""
+        return self.reference.rsplit(".", 1)[-1].rsplit(":", 1)[-1]
+
+
+def _unpickle_step(module: str, qualname: str) -> Step | UnresolvedStep:
+    # Unpickling must not raise in a pool's worker: that would kill the worker and the whole pool.
+    try:
+        return load_step(module, qualname)
+    except InvalidInput as exc:
+        return UnresolvedStep(f"{module}:{qualname}", exc.message)
 
 
 @overload

@@ -269,9 +269,10 @@ class Runner:
             if previous is not None:
                 self._reuse(step, previous.run_id or "", list(previous.outputs), previous.cache_key)
                 continue
-            if self.options.cache and node.step.cache:
+            if node.step.cache:  # recorded even when this run does not read the cache
                 step.cache_key = cache_key(node.step, specs)
-                to_check[key] = step.cache_key
+                if self.options.cache:
+                    to_check[key] = step.cache_key
         hits = self.service.cached(list(set(to_check.values()))) if to_check else {}
         submit: list[str] = []
         for key in keys:

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ConfigDict, TypeAdapter, ValidationError
 
 from steward.errors import InvalidInput
+from steward.pipelines.dsl import UnresolvedStep
 from steward.pipelines import materializers
 from steward.pipelines.executors.base import Task, TaskResult
 from steward.pipelines.models import OutputRef
@@ -191,15 +192,39 @@ def resolve_input(spec: Any, blobs: BlobStore) -> Any:
     raise InvalidInput(f"unknown input spec {spec!r}", {"field": "input"})
 
 
+class _LazyTracking:
+    """The tracking service of a step's database, opened only if the step's code logs something."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._service: Any = None
+
+    def __getattr__(self, name: str) -> Any:
+        if self._service is None:
+            key = (self._settings.db_url, os.getpid())
+            service = _tracking_services.get(key)
+            if service is None:
+                from steward.store.platform import Platform
+                from steward.tracking.service import TrackingService
+
+                service = TrackingService(Platform.from_settings(self._settings))
+                _tracking_services[key] = service
+            self._service = service
+        return getattr(self._service, name)
+
+
+_tracking_services: dict[tuple[str, int], Any] = {}
+
+
 @contextlib.contextmanager
-def _step_run(run_id: str | None) -> Iterator[None]:
+def _step_run(run_id: str | None, settings: Settings) -> Iterator[None]:
     """Make the step's child run the active run while its code runs (for steward.log_metric …)."""
     if run_id is None:
         yield
         return
     from steward.tracking import fluent
 
-    with fluent.attached_run(run_id):
+    with fluent.attached_run(run_id, backend=_LazyTracking(settings), settings=settings):
         yield
 
 
@@ -212,10 +237,14 @@ def run_task(task: Task, blobs: BlobStore | None = None, keep_values: bool = Fal
     sink = io.StringIO()
     start = time.time()
     result = TaskResult(task.key, task.attempt, ok=False, host=_HOST, pid=os.getpid())
+    if isinstance(task.step, UnresolvedStep):
+        result.unresolved = True
+        result.error = f"step {task.step.reference} cannot run in this worker: {task.step.reason}"
+        return result
     try:
         store = blobs if blobs is not None else blob_store(task.settings)
         args = _load_inputs(task, store)
-        with _captured(sink), _step_run(task.run_id), _time_limit(task.timeout):
+        with _captured(sink), _step_run(task.run_id, task.settings), _time_limit(task.timeout):
             returned = task.step.fn(**args)
         values = split_outputs(task.step, returned)
         result.outputs = [materializers.save(v, store) for v in values]

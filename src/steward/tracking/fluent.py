@@ -205,18 +205,28 @@ def start_run(
 
 
 @contextlib.contextmanager
-def attached_run(run_id: str, experiment_id: str = "", name: str = "") -> Iterator[ActiveRun]:
+def attached_run(
+    run_id: str, *, backend: TrackingBackend | None = None, settings: Settings | None = None
+) -> Iterator[ActiveRun]:
     """Make an existing run the active one for a block, without starting or ending it.
 
     A pipeline step's code runs inside this, so ``steward.log_metric`` … write to the step's run.
     Buffered metrics are flushed when the block ends.
+
+    Args:
+        run_id: The run.
+        backend: Where it lives; the SDK's default backend if omitted.
+        settings: Flush settings; the default connection's if omitted.
     """
-    backend, settings = _backend()
+    if backend is None or settings is None:
+        default_backend, default_settings = _backend()
+        backend = backend or default_backend
+        settings = settings or default_settings
     active = ActiveRun.__new__(ActiveRun)
     active.backend = backend
     active.id = run_id
-    active.experiment_id = experiment_id
-    active.name = name
+    active.experiment_id = ""
+    active.name = ""
     active._ended = False
     active.buffer = MetricBuffer(
         lambda series: backend.log_metrics(run_id, series),

@@ -56,6 +56,7 @@ class TaskResult:
         pid: The worker's process id.
         log: What the step printed or logged.
         values: The returned values themselves (only from the in-process executor).
+        unresolved: The worker could not import the step (it should go to a fresh worker).
     """
 
     key: str
@@ -71,6 +72,7 @@ class TaskResult:
     pid: int = 0
     log: str = ""
     values: list[Any] | None = None
+    unresolved: bool = False
 
 
 class Executor(Protocol):
