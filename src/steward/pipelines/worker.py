@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ConfigDict, TypeAdapter, ValidationError
 
 from steward.errors import InvalidInput
-from steward.pipelines.dsl import UnresolvedStep
 from steward.pipelines import materializers
+from steward.pipelines.dsl import UnresolvedStep
 from steward.pipelines.executors.base import Task, TaskResult
 from steward.pipelines.models import OutputRef
 from steward.pipelines.values import Model

@@ -23,7 +23,6 @@ import threading
 from collections import deque
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from typing import Any
 
 from steward.errors import InvalidInput
 from steward.pipelines.dsl import Step, load_step
