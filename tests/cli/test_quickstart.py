@@ -19,6 +19,9 @@ from tests.conftest import reset_sdk
 
 runner = CliRunner()
 
+# One quickstart for the whole module: its tests read what that run recorded.
+pytestmark = pytest.mark.xdist_group("quickstart")
+
 TRUSTED_TYPES: list[str] = []
 """Types the model file may hold beyond skops' defaults; reviewed, so loading them runs no foreign code."""
 
@@ -30,7 +33,19 @@ class Demo:
     home: Path
     stdout: str
     run_id: str
+    pipeline_run_id: str
     connection: steward.Connection
+
+    @property
+    def pipeline(self) -> steward.PipelineRunInfo:
+        """The training pipeline's run."""
+        return self.connection.pipelines.get_run(self.pipeline_run_id)
+
+    def step_run(self, key: str) -> str:
+        """The child run of one step of the training pipeline."""
+        run_id = self.pipeline.step(key).run_id
+        assert run_id is not None
+        return run_id
 
 
 @pytest.fixture(scope="module")
@@ -46,26 +61,40 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
         result = runner.invoke(app, ["quickstart"])
         assert result.exit_code == 0, result.output
         found = re.search(r"^Run id: (\S+)$", result.stdout, re.MULTILINE)
-        assert found, result.stdout
+        pipeline = re.search(r"^Pipeline run: (\S+) ", result.stdout, re.MULTILINE)
+        assert found and pipeline, result.stdout
         connection = steward.connect()
         try:
-            yield Demo(home, result.stdout, found.group(1), connection)
+            yield Demo(home, result.stdout, found.group(1), pipeline.group(1), connection)
         finally:
             connection.close()
             reset_sdk()
 
 
-def test_the_reported_run_finished_with_final_metrics(demo: Demo) -> None:
-    run = demo.connection.tracking.get_run(demo.run_id)
+def test_the_training_ran_as_a_pipeline_with_a_child_run_per_step(demo: Demo) -> None:
+    info = demo.pipeline
 
-    assert run.status is steward.RunStatus.FINISHED
+    assert info.state is steward.pipelines.models.PipelineState.SUCCEEDED
+    assert [s.key for s in info.steps] == ["ingest", "validate", "split", "train", "evaluate", "register"]
+    assert info.executor == "processes"
+    assert demo.step_run("train") == demo.run_id
+    for step in info.steps:
+        child = demo.connection.tracking.get_run(step.run_id or "")
+        assert child.parent_run_id == demo.pipeline_run_id and child.status is steward.RunStatus.FINISHED
+    assert [o.materializer for o in info.step("register").outputs] == ["model_version"]
+
+
+def test_the_train_step_run_holds_params_and_the_evaluate_step_run_the_test_metrics(demo: Demo) -> None:
+    run = demo.connection.tracking.get_run(demo.run_id)
+    evaluated = demo.connection.tracking.get_run(demo.step_run("evaluate"))
+
     assert demo.connection.tracking.get_experiment(run.experiment_id).name == "quickstart"
     assert run.params["model"] == "SGDClassifier"
     assert run.params["epochs"] == "20"
+    assert run.params["alpha"] == "0.001"
     for key in ("accuracy", "roc_auc", "f1"):
-        assert 0.85 < run.metrics[key] <= 1.0
-    assert run.tags["dataset"] == "breast-cancer@2"
-    assert run.tags["dataset_source"] == "sklearn.datasets.load_breast_cancer"
+        assert 0.85 < evaluated.metrics[key] <= 1.0
+    assert 0.85 < run.metrics["cv_accuracy_mean"] <= 1.0
 
 
 def test_metrics_have_a_point_per_epoch_and_per_fold(demo: Demo) -> None:
@@ -94,23 +123,21 @@ def test_the_model_loads_with_skops_and_predicts(demo: Demo, tmp_path: Path) -> 
 
 
 def test_the_plots_are_png_images(demo: Demo, tmp_path: Path) -> None:
-    for name in ("plots/roc_curve.png", "plots/learning_curve.png"):
-        path = demo.connection.tracking.download_artifact(demo.run_id, name, tmp_path / Path(name).name)
+    for run_id, name in (
+        (demo.step_run("evaluate"), "plots/roc_curve.png"),
+        (demo.run_id, "plots/learning_curve.png"),
+    ):
+        path = demo.connection.tracking.download_artifact(run_id, name, tmp_path / Path(name).name)
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_every_artifact_is_recorded_with_its_size(demo: Demo) -> None:
-    artifacts = {a.path: a.size for a in demo.connection.tracking.list_artifacts(demo.run_id)}
+    trained = {a.path: a.size for a in demo.connection.tracking.list_artifacts(demo.run_id)}
+    evaluated = {a.path: a.size for a in demo.connection.tracking.list_artifacts(demo.step_run("evaluate"))}
 
-    assert set(artifacts) == {
-        "model.skops",
-        "plots/roc_curve.png",
-        "plots/learning_curve.png",
-        "features.json",
-        "predictions.parquet",
-        "_steward/environment.json",
-    }
-    assert all(size > 0 for size in artifacts.values())
+    assert set(trained) == {"model.skops", "plots/learning_curve.png", "features.json"}
+    assert set(evaluated) == {"plots/roc_curve.png", "predictions.parquet"}
+    assert all(size > 0 for size in [*trained.values(), *evaluated.values()])
 
 
 def test_the_output_shows_what_was_recorded_and_what_to_run_next(demo: Demo) -> None:
@@ -120,6 +147,7 @@ def test_the_output_shows_what_was_recorded_and_what_to_run_next(demo: Demo) -> 
     for expected in ("roc_auc", "alpha", "model.skops", "KiB", "FINISHED"):
         assert expected in out
     assert f"steward runs show {demo.run_id}" in out
+    assert f"steward runs show {demo.pipeline_run_id}" in out
     assert "steward runs list quickstart" in out
     assert "steward server" in out
     assert "http://127.0.0.1:8080/docs" in out
@@ -127,9 +155,8 @@ def test_the_output_shows_what_was_recorded_and_what_to_run_next(demo: Demo) -> 
 
 def test_the_model_is_registered_with_alias_card_and_lineage(demo: Demo) -> None:
     registry = demo.connection.registry
-    version = registry.resolve(f"models:/{quickstart.MODEL_NAME}@staging")
+    version = registry.get_version(quickstart.MODEL_NAME, "1.0.0")
 
-    assert version.version == "1.0.0"
     assert version.run_id == demo.run_id
     assert version.datasets["train"] == _versions(demo)[1].id
     assert version.metrics["roc_auc"] > 0.9
@@ -137,11 +164,11 @@ def test_the_model_is_registered_with_alias_card_and_lineage(demo: Demo) -> None
     names = [column.name for column in version.signature.inputs.columns]
     assert len(names) == 30
     assert "patient_id" not in names
-    assert [e.to_version for e in registry.alias_history(quickstart.MODEL_NAME)] == ["1.0.0"]
+    assert [e.to_version for e in registry.alias_history(quickstart.MODEL_NAME)][:1] == ["1.0.0"]
     card = registry.get_card(quickstart.MODEL_NAME, "1.0.0", "md")
     assert "Not for clinical use" in card
     trained = registry.dataset_lineage(version.datasets["train"])
-    assert [(m["model"], m["version"]) for m in trained] == [(quickstart.MODEL_NAME, "1.0.0")]
+    assert [(m["model"], m["version"]) for m in trained][:1] == [(quickstart.MODEL_NAME, "1.0.0")]
 
 
 def test_the_output_shows_the_card_and_lineage(demo: Demo) -> None:
@@ -214,7 +241,7 @@ def test_the_model_lineage_names_the_protected_dataset_version(demo: Demo) -> No
         f"{quickstart.DATASET_NAME}@1",
     ]
     trained = demo.connection.registry.dataset_lineage(protected.id)
-    assert [(m["model"], m["version"], m["role"]) for m in trained] == [
+    assert [(m["model"], m["version"], m["role"]) for m in trained][:1] == [
         (quickstart.MODEL_NAME, "1.0.0", "train")
     ]
 
@@ -240,12 +267,34 @@ def test_the_output_shows_the_ingestion_and_the_data_commands(demo: Demo) -> Non
         assert command in out
 
 
-def test_a_rerun_on_the_same_home_reuses_the_dataset_versions(
+def test_the_output_draws_the_dag_and_the_tuning_study(demo: Demo) -> None:
+    out = demo.stdout
+
+    for key in ("ingest", "validate", "split", "train", "evaluate", "register"):
+        assert re.search(rf"✓ {key}\b", out), key
+    assert "Study quickstart-alpha" in out
+    assert out.count("COMPLETE") == 10
+    assert "Best alpha" in out
+
+
+def test_the_tuning_study_ran_ten_trials_as_pipeline_runs_and_tagged_the_best(demo: Demo) -> None:
+    runs = demo.connection.pipelines.list_runs("tuning", limit=50)
+    assert len(runs) == 10
+    # every trial after the first reused the dataset version and the split from the cache
+    assert all(r.step("split").state is steward.StepState.CACHED for r in runs[:-1])
+    parent_id = demo.connection.tracking.get_run(runs[0].run_id).parent_run_id
+    assert parent_id is not None
+    study_run = demo.connection.tracking.get_run(
+        demo.connection.tracking.get_run(parent_id).parent_run_id or parent_id
+    )
+    assert "best.alpha" in study_run.tags
+
+
+def test_a_rerun_on_the_same_home_reuses_the_data_and_the_cached_steps(
     demo: Demo, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     before = _versions(demo)
-    # Only the ingest stage: a second model version would change what the other tests of this home see.
-    monkeypatch.setattr(quickstart, "STAGES", [s for s in quickstart.STAGES if s.name == "ingest"])
+    monkeypatch.setattr(quickstart, "STAGES", [s for s in quickstart.STAGES if s.name == "pipeline"])
 
     result = runner.invoke(app, ["quickstart"])
 
@@ -254,6 +303,8 @@ def test_a_rerun_on_the_same_home_reuses_the_dataset_versions(
     for ref in ("breast-cancer@1", "breast-cancer@2"):
         assert re.search(rf"^{ref} .*\bnew\s*$", demo.stdout, re.MULTILINE), demo.stdout
         assert re.search(rf"^{ref} .*\breused\s*$", result.stdout, re.MULTILINE), result.stdout
+    for key in ("validate", "split", "train", "evaluate"):
+        assert re.search(rf"↺ {key}\b", result.stdout), result.stdout
 
 
 def test_home_option_records_into_that_home(

@@ -3,18 +3,19 @@
 Each stage is a function of the shared ``Demo`` state and appears in ``STAGES``; later stages (serve the
 model, monitor it) are added by appending to that list.
 
-- "ingest" turns scikit-learn's bundled breast-cancer data (no downloads) into a table of patients, with
-  a synthetic ``patient_id`` and ``contact_email`` per row (drawn from the seed, so a rerun writes the
-  same bytes), writes it to a CSV file and ingests it with ``steward.ingest``: checked against the
-  dataset's expectations, profiled, scanned for PII, and published as the raw version ``breast-cancer@1``
-  followed by its protected copy ``breast-cancer@2`` (patient ids pseudonymised, e-mails dropped), whose
-  parent is the raw one. The same content is the same version, so a rerun publishes nothing new.
-- "track" reads the protected version back with ``steward.get_dataset``, trains a classifier on it inside
-  ``steward.start_run`` and records params, per-epoch and per-fold metrics, final metrics, tags, the
-  model (skops, never pickle), plots and a table of test predictions.
-- "register" registers that model with its signature and the protected dataset version it was trained
-  on, points the alias ``staging`` at it, loads it back through the alias, and prints its model card and
-  lineage.
+- "pipeline" runs the lifecycle as one pipeline run (``flow.training``) on the ``processes`` executor:
+  **ingest** turns scikit-learn's bundled breast-cancer data (no downloads) into a table of patients,
+  with a synthetic ``patient_id`` and ``contact_email`` per row (drawn from the seed, so a rerun writes
+  the same bytes), and ingests it: checked, profiled, scanned for PII, published as the raw version
+  ``breast-cancer@1`` and its protected copy ``breast-cancer@2`` (ids pseudonymised, e-mails dropped);
+  **validate** runs the dataset's checks on the stored version; **split** reads the protected copy and
+  splits it; **train** fits an SGD logistic regression epoch by epoch, logging params, per-epoch and
+  per-fold metrics, the model (skops, never pickle) and a learning curve to its step run; **evaluate**
+  scores it on the test rows (ROC curve, predictions); **register** registers it with its signature and
+  training data and aliases it ``staging``. The stage then draws the DAG and prints the data, the card
+  and the lineage.
+- "tune" runs a 10-trial Optuna study of ``alpha`` over the ``flow.tuning`` pipeline (split → train →
+  evaluate on validation rows), each trial a pipeline run whose split is reused from the cache.
 """
 
 from __future__ import annotations
@@ -34,17 +35,14 @@ from steward.cli.output import (
     key_value_table,
     styled_status,
 )
-from steward.cli.quickstart.ingest import ingest
-from steward.cli.quickstart.register import register
+from steward.cli.quickstart.lifecycle import run_training, run_tuning
 from steward.cli.quickstart.state import DATASET_NAME, EXPERIMENT, MODEL_NAME, Demo, Stage
-from steward.cli.quickstart.train import track
 
 __all__ = ["DATASET_NAME", "EXPERIMENT", "MODEL_NAME", "STAGES", "Demo", "Stage", "quickstart", "report"]
 
 STAGES: list[Stage] = [
-    Stage("ingest", "ingest the data: validate, profile, scan for PII, protect", ingest),
-    Stage("track", "train a classifier and track the run", track),
-    Stage("register", "register the model, alias it staging, show its card and lineage", register),
+    Stage("pipeline", "ingest → validate → split → train → evaluate → register, as a pipeline", run_training),
+    Stage("tune", "tune alpha: a 10-trial study, each trial a pipeline run", run_tuning),
 ]
 """The demo's stages, in order; add a stage by appending to this list."""
 
@@ -94,7 +92,8 @@ def quickstart(
         ),
     ] = None,
 ) -> None:
-    """Run the end-to-end demo: ingest bundled data, train and track a model on it, register it."""
+    """Run the end-to-end demo: a pipeline that ingests bundled data, trains, tracks and registers a model
+    on it, then a tuning study."""
     demo = Demo(console)
     if home is not None:
         home = home.expanduser().resolve()

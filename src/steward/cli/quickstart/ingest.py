@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import tempfile
-from collections.abc import Mapping, Sequence
-from pathlib import Path
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Column, Table
 
@@ -26,10 +22,10 @@ from steward.cli.quickstart.state import (
     TARGET,
     Demo,
 )
-from steward.core.time import from_ms, now_ms
+from steward.core.time import from_ms
 
 if TYPE_CHECKING:
-    from steward.data.models import QuarantinedBatch
+    pass
 
 
 def patient_table(seed: int) -> pd.DataFrame:
@@ -79,35 +75,24 @@ PRIVACY: dict[str, Any] = {
 which still joins but cannot be reversed without this installation's key; e-mail addresses are dropped."""
 
 
-def ingest(demo: Demo) -> None:
-    """Stage "ingest": publish the patients table as a checked raw version and its protected copy."""
-    table = patient_table(demo.seed)
-    features = [c for c in table.columns if c not in (ID_COLUMN, TARGET, "contact_email")]
-    started = from_ms(now_ms())  # what versions record, to the millisecond: older ones were reused
-    with (
-        demo.console.status("Ingesting: validating, profiling, scanning for personal data …"),
-        tempfile.TemporaryDirectory(prefix="steward-quickstart-") as folder,
-    ):
-        path = Path(folder) / "breast-cancer.csv"
-        table.to_csv(path, index=False)
-        result = steward.ingest(
-            path,
-            DATASET_NAME,
-            schema=expectations(features),
-            privacy=PRIVACY,
-            description="Breast-cancer biopsies, one row per patient (steward quickstart).",
-        )
-        if not result.versions:
-            _print_quarantined(demo.console, result.quarantined)
-            raise typer.Exit(code=1)
-        raw, protected = result.raw[-1], result.versions[-1]
-        # The ingestion's own report is not returned: run the same checks on what it stored, to count them.
-        service = steward.default_connection().data
-        checks = service.validate_version(DATASET_NAME, number=raw.number) if service else None
+def show_ingestion(
+    demo: Demo, raw: steward.DatasetVersion, protected: steward.DatasetVersion, since: int
+) -> None:
+    """Print what the pipeline's ingest step published: the versions, the checks, the PII, a profile.
+
+    Args:
+        demo: The demo's state (its console).
+        raw: The raw version.
+        protected: Its protected copy.
+        since: Unix ms when the pipeline started: versions older than that were reused.
+    """
+    service = steward.default_connection().data
+    # The ingestion's own report stays in its step: run the same checks on what it stored, to count them.
+    checks = service.validate_version(DATASET_NAME, number=raw.number)
     out = demo.console
-    what = checks.summary() if checks is not None else "its checks passed"
-    out.print(f"Ingested {path.name} ({len(raw.arrow_schema)} columns): {what}.")
-    out.print(_versions_table(raw, protected, raw.created_at < started, result.reused[-1]))
+    started = from_ms(since)
+    out.print(f"Ingested breast-cancer.csv ({len(raw.arrow_schema)} columns): {checks.summary()}.")
+    out.print(_versions_table(raw, protected, raw.created_at < started, protected.created_at < started))
     found = raw.pii_tags
     pii = ", ".join(f"{escape(c)} → {escape(', '.join(t))}" for c, t in found.items()) or "none"
     out.print(f"Personal data found in {raw.ref}: {pii}.")
@@ -125,16 +110,6 @@ def ingest(demo: Demo) -> None:
         (f"steward data profile {DATASET_NAME}", "per-column statistics, with histograms"),
         (f"steward data scan {DATASET_NAME} --version {raw.number}", "the personal data in the raw version"),
     ]
-
-
-def _print_quarantined(out: Console, batches: Sequence[QuarantinedBatch]) -> None:
-    for batch in batches:
-        failed = [r for r in batch.report.get("results", ()) if not r.get("passed")]
-        names = ", ".join(f"{r.get('check')}({r.get('column') or r.get('name') or ''})" for r in failed)
-        out.print(
-            f"[red]The data failed {len(failed)} check(s): {escape(names)}[/red]. It is kept in "
-            f"quarantine: steward data quarantine show {batch.id}"
-        )
 
 
 def _versions_table(

@@ -12,7 +12,7 @@ from rich.console import Console
 import steward
 
 EXPERIMENT = "quickstart"
-RUN_NAME = "sgd-logistic-regression"
+RUN_NAME = "lifecycle"
 MODEL_NAME = "breast-cancer"
 DATASET_NAME = "breast-cancer"
 ID_COLUMN = "patient_id"
@@ -30,12 +30,12 @@ class Demo:
         console: Where stages print.
         seed: Seeds every random choice, so a rerun reproduces the data and the numbers.
         env_prefix: Prefix for the commands shown at the end (``STEWARD_HOME=… `` with ``--home``).
-        raw: The raw dataset version the "ingest" stage published.
-        dataset: Its protected copy, which the "track" stage trains on.
-        run_id: The run the "track" stage recorded.
-        data: The split data the "track" stage trained on.
-        model: The fitted model the "track" stage trained.
-        model_version: The version the "register" stage registered.
+        raw: The raw dataset version the pipeline's ingest step published.
+        dataset: Its protected copy, which the train step trains on.
+        pipeline_run_id: The training pipeline's run.
+        run_id: The train step's run (params, per-epoch metrics, the model file).
+        model_version: The version the register step registered.
+        best_params: What the tuning study found best.
         notes: Sentences about what was recorded, printed at the end.
         next_steps: ``(command, what it shows)`` pairs printed at the end.
     """
@@ -45,10 +45,10 @@ class Demo:
     env_prefix: str = ""
     raw: steward.DatasetVersion | None = None
     dataset: steward.DatasetVersion | None = None
+    pipeline_run_id: str | None = None
     run_id: str | None = None
-    data: Splits | None = None
-    model: Any = None
     model_version: str | None = None
+    best_params: dict[str, Any] | None = None
     notes: list[str] = field(default_factory=list)
     next_steps: list[tuple[str, str]] = field(default_factory=list)
 
@@ -60,17 +60,3 @@ class Stage:
     name: str
     title: str
     run: Callable[[Demo], None]
-
-
-@dataclass(frozen=True)
-class Splits:
-    """The demo's data, split into train, validation (per-epoch scores) and held-out test sets."""
-
-    x_train: Array
-    y_train: Array
-    x_val: Array
-    y_val: Array
-    x_test: Array
-    y_test: Array
-    feature_names: list[str]
-    target_names: list[str]
