@@ -11,7 +11,12 @@ import steward
 from steward import _connect
 from steward.tracking import fluent
 
-pytest_plugins = ["tests.plugins.s3", "tests.plugins.postgres", "tests.plugins.server", "tests.plugins.ray_cluster"]
+pytest_plugins = [
+    "tests.plugins.s3",
+    "tests.plugins.postgres",
+    "tests.plugins.server",
+    "tests.plugins.ray_cluster",
+]
 
 
 @pytest.fixture

@@ -11,8 +11,8 @@ from typing import Any
 from steward.config import Settings, load_settings
 from steward.data import sdk as data_sdk
 from steward.data.models import DataBackend
-from steward.errors import InvalidInput
 from steward.pipelines import sdk as pipelines_sdk
+from steward.pipelines.models import PipelineBackend
 from steward.registry import sdk as registry_sdk
 from steward.registry.models import RegistryBackend
 from steward.tracking import fluent
@@ -38,8 +38,8 @@ class Connection:
     remote: bool
     _closer: Any = None
     _data: DataBackend | None = None
-    _platform: Any = None
-    _pipelines: Any = None
+    _pipelines_factory: Callable[[], PipelineBackend] | None = None
+    _pipelines: PipelineBackend | None = None
 
     @property
     def data(self) -> DataBackend:
@@ -50,22 +50,12 @@ class Connection:
         return self._data
 
     @property
-    def pipelines(self) -> Any:
-        """The pipeline service (embedded mode: a pipeline's workers write to the blob store directly).
-
-        Raises:
-            InvalidInput: In remote mode.
-        """
+    def pipelines(self) -> PipelineBackend:
+        """Pipeline runs: the store's in embedded mode (which can also run pipelines), the server's
+        (read-only) in remote mode."""
         if self._pipelines is None:
-            if self._platform is None:
-                raise InvalidInput(
-                    "pipelines run against the store directly: use embedded mode (unset STEWARD_URI) with "
-                    "the server's database and artifact store (STEWARD_DB, STEWARD_ARTIFACTS)",
-                    {"field": "uri"},
-                )
-            from steward.pipelines.service import PipelineService
-
-            self._pipelines = PipelineService(self._platform, self.tracking)  # type: ignore[arg-type]
+            assert self._pipelines_factory is not None
+            self._pipelines = self._pipelines_factory()
         return self._pipelines
 
     def close(self) -> None:
@@ -99,6 +89,7 @@ def connect(uri: str | None = None, **settings: Any) -> Connection:
             partial(_remote_data, http),
             remote=True,
             _closer=http.close,
+            _pipelines_factory=partial(_remote_pipelines, http),
         )
     from steward.registry.service import RegistryService
     from steward.store.platform import Platform
@@ -114,7 +105,7 @@ def connect(uri: str | None = None, **settings: Any) -> Connection:
         partial(_embedded_data, platform),
         False,
         platform.close,
-        _platform=platform,
+        _pipelines_factory=partial(_embedded_pipelines, platform, tracking),
     )
 
 
@@ -122,6 +113,18 @@ def _remote_data(http: Any) -> DataBackend:
     from steward.client.data import RemoteDataService
 
     return RemoteDataService(http)
+
+
+def _remote_pipelines(http: Any) -> PipelineBackend:
+    from steward.client.pipelines import RemotePipelineService
+
+    return RemotePipelineService(http)
+
+
+def _embedded_pipelines(platform: Any, tracking: Any) -> PipelineBackend:
+    from steward.pipelines.service import PipelineService
+
+    return PipelineService(platform, tracking)
 
 
 def _embedded_data(platform: Any) -> DataBackend:
@@ -177,7 +180,7 @@ def _resolve_data() -> tuple[DataBackend, Settings]:
     return conn.data, conn.settings
 
 
-def _resolve_pipelines() -> Any:
+def _resolve_pipelines() -> PipelineBackend:
     return default_connection().pipelines
 
 

@@ -175,3 +175,9 @@ def test_load_pipeline_errors_are_one_line(tmp_path: Path) -> None:
         assert "\n" not in caught.value.message
     loaded = sdk.load_pipeline(f"{good}:p")
     assert loaded.reference == f"{good.resolve()}:p"
+
+
+def test_running_against_a_server_says_pipelines_need_the_store(steward_home: Path) -> None:
+    steward.configure(uri="http://127.0.0.1:9")
+    with pytest.raises(InvalidInput, match="pipelines run against the store directly"):
+        s.fan.run(width=2)

@@ -13,11 +13,13 @@ from steward.api.data import router as data_router
 from steward.api.deps import API_PREFIX
 from steward.api.docs import install_docs
 from steward.api.errors import install_error_handling
+from steward.api.pipelines import router as pipelines_router
 from steward.api.registry import router as registry_router
 from steward.api.responses import OrjsonResponse
 from steward.api.tracking import router as tracking_router
 from steward.config import Settings, load_settings
 from steward.data.service import DataService
+from steward.pipelines.service import PipelineService
 from steward.registry.service import RegistryService
 from steward.store.platform import Platform
 from steward.tracking.service import TrackingService
@@ -36,8 +38,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the Steward API app on the stores named by ``settings``.
 
     The metadata store is opened (and migrated) here; ``app.state`` holds ``settings``, ``platform``,
-    ``tracking``, ``registry`` and ``data``. The platform's connections are released when the app shuts
-    down. OpenAPI docs are at ``/docs`` and the schema at ``/openapi.json``.
+    ``tracking``, ``registry``, ``data`` and ``pipelines``. The platform's connections are released when
+    the app shuts down. OpenAPI docs are at ``/docs`` and the schema at ``/openapi.json``.
 
     Args:
         settings: Where the metadata and artifacts live; from the environment and ``steward.toml`` if
@@ -73,10 +75,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.tracking = TrackingService(platform)
     app.state.registry = RegistryService(platform, app.state.tracking)
     app.state.data = DataService(platform)
+    app.state.pipelines = PipelineService(platform, app.state.tracking)
     install_error_handling(app)
     install_docs(app)
     app.add_api_route(f"{API_PREFIX}/health", health, methods=["GET"], tags=["health"], summary="Liveness")
     app.include_router(tracking_router)
     app.include_router(registry_router)
     app.include_router(data_router)
+    app.include_router(pipelines_router)
     return app

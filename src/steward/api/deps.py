@@ -7,6 +7,7 @@ from typing import Annotated, cast
 from fastapi import Depends, Request
 
 from steward.data.service import DataService
+from steward.pipelines.service import PipelineService
 from steward.registry.service import RegistryService
 from steward.tracking.service import TrackingService
 
@@ -40,3 +41,12 @@ async def get_data(request: Request) -> DataService:
 
 Data = Annotated[DataService, Depends(get_data)]
 """A route parameter annotated ``Data`` receives the app's ``DataService``."""
+
+
+async def get_pipelines(request: Request) -> PipelineService:
+    """Return the app's ``PipelineService``."""
+    return cast(PipelineService, request.app.state.pipelines)
+
+
+Pipelines = Annotated[PipelineService, Depends(get_pipelines)]
+"""A route parameter annotated ``Pipelines`` receives the app's ``PipelineService``."""

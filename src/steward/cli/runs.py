@@ -1,4 +1,4 @@
-"""``steward runs``: list, show, compare, delete and restore runs."""
+"""``steward runs``: list, show, compare, delete and restore runs; resume a pipeline run."""
 
 from __future__ import annotations
 
@@ -23,9 +23,23 @@ from steward.cli.output import (
     print_json,
     styled_status,
 )
+from steward.cli.pipelines import (
+    ExecutorOption,
+    execute,
+    print_pipeline_details,
+)
+from steward.errors import NotFound
+from steward.pipelines.models import PipelineRunInfo
 from steward.tracking.models import Run
 
-app = typer.Typer(help="Find, inspect, compare, delete and restore runs.", no_args_is_help=True)
+app = typer.Typer(
+    help="Find, inspect, compare, delete and restore runs; resume a pipeline run.", no_args_is_help=True
+)
+
+PIPELINE_TAG = "steward.pipeline"
+"""The tag a pipeline's own run carries (its value: the pipeline's name)."""
+PIPELINE_RUN_TAG = "steward.pipeline_run"
+"""The tag a step's child run carries: the pipeline run's id (the child run's name is the step's key)."""
 
 MAX_METRIC_COLUMNS = 6
 """``runs list`` shows at most this many metric columns (as many as fit) unless ``--metric`` picks them."""
@@ -107,25 +121,49 @@ def list_runs(
 
 @app.command("show")
 def show_run(run_id: RunId, as_json: JsonOption = False) -> None:
-    """Show a run: status, times, where it ran, params, tags, latest metrics and artifacts."""
+    """Show a run: status, times, where it ran, params, tags, latest metrics and artifacts.
+
+    A pipeline's run also shows its DAG with each step's state, duration, attempts and cache source; a
+    step's run names the pipeline run and step it belongs to.
+    """
+    pipeline: PipelineRunInfo | None = None
     with connection() as conn:
         run = conn.tracking.get_run(run_id)
         experiment = conn.tracking.get_experiment(run.experiment_id)
         artifacts = conn.tracking.list_artifacts(run_id)
+        if PIPELINE_TAG in run.tags:
+            try:
+                pipeline = conn.pipelines.get_run(run_id)
+            except NotFound:  # tagged by hand, not recorded by a pipeline
+                pipeline = None
     seconds = duration_seconds(run.start_time, run.end_time)
+    step_of = run.tags.get(PIPELINE_RUN_TAG)
     if as_json:
+        extra: dict[str, Any] = {}
+        if pipeline is not None:
+            extra["pipeline"] = pipeline.to_json()
+        if step_of:
+            extra["pipeline_step"] = {"pipeline_run": step_of, "key": run.name}
         print_json(
             {
                 **run.to_json(),
                 "experiment_name": experiment.name,
                 "duration_seconds": seconds,
                 "artifacts": [artifact.to_json() for artifact in artifacts],
+                **extra,
             }
         )
         return
     console.print(f"[bold]Run {escape(run.name)}[/bold] ({run.id})")
+    if step_of:
+        console.print(
+            f"Step [bold]{escape(run.name)}[/bold] of pipeline run {escape(step_of)} "
+            f"(see it with [bold]steward runs show {escape(step_of)}[/bold])"
+        )
     console.print(_run_summary(run, experiment.name, seconds))
     console.print()
+    if pipeline is not None:
+        print_pipeline_details(pipeline)
     _print_section("Params", key_value_table(run.params) if run.params else None)
     _print_section("Tags", key_value_table(run.tags) if run.tags else None)
     metrics = {key: format_number(value) for key, value in run.metrics.items()}
@@ -241,3 +279,20 @@ def restore_run(run_id: RunId) -> None:
     with connection() as conn:
         conn.tracking.restore_run(run_id)
     console.print(f"Restored run {run_id}.")
+
+
+@app.command("resume")
+def resume_pipeline_run(
+    run_id: Annotated[str, typer.Argument(help="The pipeline run's id (as printed by 'steward run').")],
+    executor: ExecutorOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Rerun only what did not succeed in a pipeline run, as a new run.
+
+    The new run reuses the outputs of the steps that succeeded (they show as CACHED) and runs the failed
+    and skipped ones, with the same parameters, on the same executor unless --executor says otherwise.
+    Exit code 0 when every step succeeded, 1 when one failed or on an error.
+    """
+    from steward.pipelines.sdk import resume_run
+
+    execute(lambda progress: resume_run(run_id, executor, progress), as_json)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol
 
 
 class StepState(StrEnum):
@@ -257,3 +257,19 @@ class PipelineRunInfo:
             resumed_from=data.get("resumed_from"),
             error=data.get("error"),
         )
+
+
+class PipelineBackend(Protocol):
+    """Reading recorded pipeline runs: ``PipelineService`` (embedded) or the REST client."""
+
+    def get_run(self, run_id: str) -> PipelineRunInfo:
+        """Return a pipeline run with its steps.
+
+        Raises:
+            NotFound: If there is no such pipeline run.
+        """
+        ...
+
+    def list_runs(self, pipeline: str | None = None, limit: int = 50) -> list[PipelineRunInfo]:
+        """The newest pipeline runs, of one pipeline if named."""
+        ...

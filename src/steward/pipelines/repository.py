@@ -157,9 +157,7 @@ def get_pipeline_run(conn: Connection, run_id: str) -> PipelineRunInfo:
     return _run_from_row(row, [_step_from_row(s) for s in steps])
 
 
-def list_pipeline_runs(
-    conn: Connection, pipeline: str | None, limit: int, with_steps: bool = False
-) -> list[PipelineRunInfo]:
+def list_pipeline_runs(conn: Connection, pipeline: str | None, limit: int) -> list[PipelineRunInfo]:
     """The newest pipeline runs (of one pipeline, if named)."""
     query = select(pipeline_runs).order_by(pipeline_runs.c.created_at.desc(), pipeline_runs.c.run_id.desc())
     if pipeline is not None:

@@ -165,6 +165,7 @@ class Runner:
         self._running: set[str] = set()
         self.run_id = ""
         self.experiment_id = ""
+        self.start_time = now_ms()
 
     def _materialise_constants(self, node: Node) -> dict[str, Any]:
         """Constant inputs that are not JSON become blobs now, so a bad one fails before anything runs."""
@@ -195,6 +196,7 @@ class Runner:
             KeyboardInterrupt: After recording the run as KILLED.
         """
         experiment = self.options.experiment or self.pipeline
+        self.start_time = now_ms()
         self.run_id, self.experiment_id = self.service.begin(
             pipeline=self.pipeline,
             reference=self.reference,
@@ -356,6 +358,8 @@ class Runner:
         step = self.steps[key]
         node = self.graph.nodes[key]
         step.host = f"{result.host} {result.node_id}".strip() if result.node_id else result.host
+        if result.attempt == 1 and result.start_time:
+            step.start_time = result.start_time  # when its code started, not when it was queued
         if node.step.retries:  # keep every attempt's output and error apart
             failure = "" if result.ok else f"{result.error}\n"
             text = f"--- attempt {result.attempt} ---\n{result.log}{failure}"
@@ -430,7 +434,7 @@ class Runner:
             status = RunStatus.FINISHED if state is StepState.SUCCEEDED else RunStatus.FAILED
             lines = (step.error or "").strip().splitlines()
             self._batch.ended_runs.append(
-                (step.run_id, status.value, step.end_time, lines[-1] if lines else None)
+                (step.run_id, status.value, step.end_time, lines[-1] if lines else None, step.host)
             )
             text = self._logs.pop(step.key, "")
             if text:
@@ -458,7 +462,7 @@ class Runner:
                 step.error = "killed: the pipeline run was interrupted"
                 step.end_time = now_ms()
                 self._batch.ended_runs.append(
-                    (step.run_id, RunStatus.KILLED.value, step.end_time, step.error)
+                    (step.run_id, RunStatus.KILLED.value, step.end_time, step.error, step.host)
                 )
                 self._batch.steps.append(step)
         try:
@@ -496,7 +500,7 @@ class Runner:
             state=state,
             executor=self.executor.name,
             params=self.params,
-            start_time=0,
+            start_time=self.start_time,
             steps=list(self.steps.values()),
             resumed_from=self.options.previous.run_id if self.options.previous else None,
             error=f"failed steps: {', '.join(failed)}" if failed else None,

@@ -21,11 +21,11 @@ from steward.pipelines import materializers
 from steward.pipelines.dsl import build_graph, current_graph
 from steward.pipelines.executors import Executor, make_executor
 from steward.pipelines.graph import Graph
-from steward.pipelines.models import OutputRef, PipelineRunInfo, PipelineState, StepRun
+from steward.pipelines.models import OutputRef, PipelineBackend, PipelineRunInfo, PipelineState, StepRun
 from steward.pipelines.runner import Progress, Runner, RunOptions
 from steward.pipelines.service import PipelineService
 
-PipelineResolver = Callable[[], PipelineService]
+PipelineResolver = Callable[[], PipelineBackend]
 _resolver: PipelineResolver | None = None
 
 
@@ -35,10 +35,26 @@ def set_pipeline_resolver(resolver: PipelineResolver) -> None:
     _resolver = resolver
 
 
-def _service() -> PipelineService:
+def _backend() -> PipelineBackend:
     if _resolver is None:
         raise StewardError("steward is not configured: import steward (which installs the default backend)")
     return _resolver()
+
+
+def _service() -> PipelineService:
+    """The embedded service, which runs pipelines (a server's client only reads them).
+
+    Raises:
+        InvalidInput: In remote mode.
+    """
+    backend = _backend()
+    if not isinstance(backend, PipelineService):
+        raise InvalidInput(
+            "pipelines run against the store directly: use embedded mode (unset STEWARD_URI) with "
+            "the server's database and artifact store (STEWARD_DB, STEWARD_ARTIFACTS)",
+            {"field": "uri"},
+        )
+    return backend
 
 
 @dataclass
@@ -333,9 +349,9 @@ def get_pipeline_run(run_id: str) -> PipelineRunInfo:
     Raises:
         NotFound: If there is no such pipeline run.
     """
-    return _service().get_run(run_id)
+    return _backend().get_run(run_id)
 
 
 def list_pipeline_runs(pipeline: str | None = None, limit: int = 50) -> list[PipelineRunInfo]:
     """The newest pipeline runs (of one pipeline, if named)."""
-    return _service().list_runs(pipeline, limit)
+    return _backend().list_runs(pipeline, limit)

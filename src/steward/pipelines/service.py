@@ -32,7 +32,7 @@ class StepBatch:
     Attributes:
         steps: Step rows whose state changed.
         new_runs: Child runs to create: ``(step, status, param values)`` each (``step.run_id`` set).
-        ended_runs: ``(run_id, status, end_time, error)`` of child runs that ended.
+        ended_runs: ``(run_id, status, end_time, error, host)`` of child runs that ended.
         artifacts: Artifact rows (step logs) of child runs.
         edges: Lineage edges.
         cache: Step cache rows.
@@ -40,7 +40,7 @@ class StepBatch:
 
     steps: list[StepRun] = field(default_factory=list)
     new_runs: list[tuple[StepRun, RunStatus, Mapping[str, str]]] = field(default_factory=list)
-    ended_runs: list[tuple[str, str, int, str | None]] = field(default_factory=list)
+    ended_runs: list[tuple[str, str, int, str | None, str]] = field(default_factory=list)
     artifacts: list[dict[str, Any]] = field(default_factory=list)
     edges: list[dict[str, Any]] = field(default_factory=list)
     cache: list[dict[str, Any]] = field(default_factory=list)
@@ -93,9 +93,7 @@ class PipelineService:
             tags=run_tags,
             system=environment.capture(),
         )
-        loggable = {k: v for k, v in params.items() if isinstance(v, str | int | float | bool) or v is None}
-        if loggable:
-            self.tracking.log_params(run.id, loggable)
+        loggable = {k: v for k, v in params.items() if isinstance(v, str | int | float | bool)}
         values = {
             "run_id": run.id,
             "pipeline": pipeline,
@@ -106,8 +104,14 @@ class PipelineService:
             "resumed_from": resumed_from,
             "created_at": now_ms(),
         }
-        with self._db.transaction() as conn:
-            repo.insert_pipeline_run(conn, values, steps)
+        try:
+            if loggable:
+                self.tracking.log_params(run.id, loggable)
+            with self._db.transaction() as conn:
+                repo.insert_pipeline_run(conn, values, steps)
+        except BaseException as exc:
+            self.tracking.end_run(run.id, RunStatus.FAILED, f"recording the pipeline run failed: {exc}")
+            raise
         return run.id, run.experiment_id
 
     def write(self, pipeline_run_id: str, experiment_id: str, batch: StepBatch) -> None:

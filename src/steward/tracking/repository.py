@@ -433,16 +433,24 @@ def upsert_tags_many(conn: Connection, rows: Sequence[Mapping[str, str]]) -> Non
 _END_RUNS = (
     update(runs)
     .where(runs.c.id == bindparam("target_id"), runs.c.status == "RUNNING")
-    .values(status=bindparam("new_status"), end_time=bindparam("new_end"), error=bindparam("new_error"))
+    .values(
+        status=bindparam("new_status"),
+        end_time=bindparam("new_end"),
+        error=bindparam("new_error"),
+        host=bindparam("new_host"),
+    )
 )
 
 
-def end_runs(conn: Connection, rows: Sequence[tuple[str, str, int, str | None]]) -> None:
-    """End many RUNNING runs: ``(run_id, status, end_time, error)`` each (ended ones are left alone)."""
+def end_runs(conn: Connection, rows: Sequence[tuple[str, str, int, str | None, str]]) -> None:
+    """End many RUNNING runs: ``(run_id, status, end_time, error, host)`` each (ended ones are left alone)."""
     if rows:
         conn.execute(
             _END_RUNS,
-            [{"target_id": r, "new_status": s, "new_end": t, "new_error": e} for r, s, t, e in rows],
+            [
+                {"target_id": r, "new_status": s, "new_end": t, "new_error": e, "new_host": h}
+                for r, s, t, e, h in rows
+            ],
         )
 
 
