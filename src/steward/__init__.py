@@ -6,7 +6,8 @@ The objects a user meets:
   ``set_tags``, ``log_artifact``, ``log_dict``, ``log_table`` and ``log_figure`` record what happened.
 - ``steward.search_runs``, ``get_run`` and ``get_metric_history`` read it back (pandas out).
 - ``@steward.step`` and ``@steward.pipeline`` make plain typed functions a DAG;
-  ``my_pipeline.run(executor="processes", **params)`` runs it (cached, retried, each step a child run).
+  ``my_pipeline.run(executor="processes", **params)`` runs it (cached, retried, each step a child run);
+  ``steward.tune(my_pipeline, space={...}, n_trials=50, metric="auc")`` searches its parameters.
 - ``steward.connect()`` / ``steward.configure()`` choose where it all lives: embedded (SQLite and local
   files, no services) or a Steward server (``STEWARD_URI=http://…``), with the same calls either way.
 """
@@ -34,6 +35,7 @@ from steward.pipelines.sdk import (
     pipeline,
     resume_run,
 )
+from steward.pipelines.tuning import TuneResult, tune
 from steward.pipelines.values import Model
 from steward.registry.flavors.pyfunc import ModelContext, PythonModel
 from steward.registry.loading import LoadedModel
@@ -107,6 +109,7 @@ __all__ = [
     "StepRun",
     "StepState",
     "StewardError",
+    "TuneResult",
     "UnsafeArtifact",
     "__version__",
     "active_run",
@@ -155,4 +158,5 @@ __all__ = [
     "set_tags",
     "start_run",
     "step",
+    "tune",
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,7 +42,7 @@ def blobs(tmp_path: Path) -> BlobStore:
 )
 def test_values_round_trip_by_type(value: Any, name: str, blobs: BlobStore) -> None:
     ref = materializers.save(value, blobs)
-    assert ref.materializer == name and blobs.exists(ref.digest)
+    assert ref.materializer == name and blobs.exists(ref.digest) == ref.stored
     back = materializers.load(OutputRef.from_json(ref.to_json()), blobs)
     if isinstance(value, pd.DataFrame):
         pd.testing.assert_frame_equal(back, value)
@@ -51,6 +52,19 @@ def test_values_round_trip_by_type(value: Any, name: str, blobs: BlobStore) -> N
         assert back.dtype == value.dtype and (back == value).all()
     else:
         assert back == value
+
+
+def test_small_json_values_live_in_their_reference_and_large_ones_in_the_blob_store(blobs: BlobStore) -> None:
+    small = materializers.save({"auc": 0.9}, blobs)
+    large = materializers.save(list(range(5000)), blobs)
+
+    assert not small.stored and not blobs.exists(small.digest) and small.inline == {"auc": 0.9}
+    assert small.digest == hashlib.sha256(b'{"auc":0.9}').hexdigest()
+    assert large.stored and blobs.exists(large.digest) and large.inline is None
+    assert materializers.load(OutputRef.from_json(small.to_json()), blobs) == {"auc": 0.9}
+    assert materializers.load(OutputRef.from_json(large.to_json()), blobs) == list(range(5000))
+    nothing = OutputRef.from_json(materializers.save(None, blobs).to_json())
+    assert materializers.load(nothing, blobs) is None
 
 
 def test_non_finite_json_numbers_survive(blobs: BlobStore) -> None:

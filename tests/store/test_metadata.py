@@ -69,3 +69,18 @@ def test_unreachable_postgres_is_service_unavailable_without_the_password() -> N
         MetadataStore("postgresql://steward:s3cret@127.0.0.1:1/none?connect_timeout=2")
     assert "s3cret" not in info.value.message
     assert "127.0.0.1:1" in info.value.message
+
+
+def test_the_migrations_build_exactly_the_tables_of_tables_py(db_url: str) -> None:
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+
+    from steward.store.tables import metadata
+
+    store = MetadataStore(db_url)
+    try:
+        with store.engine.connect() as conn:
+            context = MigrationContext.configure(conn, opts={"compare_type": True})
+            assert compare_metadata(context, metadata) == []
+    finally:
+        store.dispose()

@@ -21,6 +21,7 @@ To add one::
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import math
@@ -97,16 +98,22 @@ class JsonMaterializer:
         return _is_json(value)
 
     def save(self, value: Any, blobs: BlobStore) -> OutputRef:
-        """Write the JSON text (NaN and infinities kept, as Python's json writes them)."""
+        """Write the JSON text (NaN and infinities kept, as Python's json writes them).
+
+        A value of at most ``INLINE_LIMIT`` bytes (and finite) is not written to the blob store: it
+        travels in its reference and is kept in the step's row of the metadata database.
+        """
         text = json.dumps(value, separators=(",", ":"), sort_keys=True, allow_nan=True)
         data = text.encode()
+        if len(data) <= INLINE_LIMIT and not _has_nonfinite(value):
+            digest = hashlib.sha256(data).hexdigest()
+            return OutputRef(self.name, digest, type_name(value), len(data), inline=value, stored=False)
         ref = blobs.put_bytes(data)
-        inline = value if len(data) <= INLINE_LIMIT and not _has_nonfinite(value) else None
-        return OutputRef(self.name, ref.digest, type_name(value), len(data), inline=inline)
+        return OutputRef(self.name, ref.digest, type_name(value), len(data))
 
     def load(self, ref: OutputRef, blobs: BlobStore) -> Any:
         """Read the value back (from the reference itself when it was small)."""
-        if ref.inline is not None:
+        if not ref.stored or ref.inline is not None:
             return ref.inline
         return json.loads(blobs.get_bytes(ref.digest))
 

@@ -49,6 +49,8 @@ class OutputRef:
         size: Bytes stored.
         inline: The JSON value itself, carried along when small, so the next step skips a blob read.
         meta: What the materialiser wants to remember (rows, columns, flavor, a dataset version id …).
+        stored: Whether the bytes are in the blob store. A small JSON value is kept only inline, in the
+            metadata database's step row; ``digest`` is still the SHA-256 of its JSON bytes.
     """
 
     materializer: str
@@ -57,6 +59,7 @@ class OutputRef:
     size: int
     inline: Any = None
     meta: Mapping[str, Any] = field(default_factory=dict)
+    stored: bool = True
 
     def to_json(self) -> dict[str, Any]:
         """Return the JSON form stored in the database and sent over the API."""
@@ -66,8 +69,10 @@ class OutputRef:
             "type": self.type_name,
             "size": self.size,
         }
-        if self.inline is not None:
+        if self.inline is not None or not self.stored:
             out["inline"] = self.inline
+        if not self.stored:
+            out["stored"] = False
         if self.meta:
             out["meta"] = dict(self.meta)
         return out
@@ -82,6 +87,7 @@ class OutputRef:
             size=int(data.get("size", 0)),
             inline=data.get("inline"),
             meta=data.get("meta") or {},
+            stored=bool(data.get("stored", True)),
         )
 
 

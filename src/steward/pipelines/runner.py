@@ -282,7 +282,7 @@ class Runner:
             if step.state is not StepState.PENDING:
                 continue
             hit = hits.get(step.cache_key or "") if key in to_check else None
-            if hit is not None and all(self.blobs.exists(r.digest) for r in hit[1]):
+            if hit is not None and all(not r.stored or self.blobs.exists(r.digest) for r in hit[1]):
                 self._reuse(step, hit[0], hit[1], step.cache_key)
                 continue
             step.state = StepState.RUNNING

@@ -123,7 +123,7 @@ def _load_structure(value: Any, service: PipelineService) -> Any:
     return value.get("value")
 
 
-_OPTIONS = ("executor", "cache", "experiment", "run_name", "parent_run_id", "tags", "progress")
+_OPTIONS = ("executor", "cache", "experiment", "run_name", "parent_run_id", "tags", "progress", "resume")
 
 
 @dataclass

@@ -180,7 +180,7 @@ def _load_inputs(task: Task, blobs: BlobStore | None) -> dict[str, Any]:
 def resolve_input(spec: Any, blobs: BlobStore) -> Any:
     """Turn an input spec (an ``OutputRef``, ``("value", x)``, or a list/dict of those) into its value."""
     if isinstance(spec, OutputRef):
-        if spec.inline is not None:
+        if not spec.stored or spec.inline is not None:
             return spec.inline
         return materializers.load(spec, blobs)
     if isinstance(spec, tuple) and len(spec) == 2 and spec[0] == "value":

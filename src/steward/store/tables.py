@@ -362,3 +362,13 @@ step_cache = Table(
     Column("created_at", BigInteger, nullable=False),
 )
 """Outputs by cache key (code, inputs, parameters and environment of a step): what a rerun reuses."""
+
+tuning_journal = Table(
+    "tuning_journal",
+    metadata,
+    Column("study", String(128), primary_key=True),
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    Column("log", Text, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+)
+"""Optuna's journal, one per tuning study: its operations numbered from 0, replayed to load the study."""

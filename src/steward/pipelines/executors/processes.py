@@ -87,11 +87,12 @@ def _shared_pool(workers: int, fresh: bool = False) -> ProcessPoolExecutor:
 
 
 def _drop_shared(pool: ProcessPoolExecutor) -> None:
+    # Other runs (threads of a tuning study) may have tasks queued on it: let those finish there.
     with _warm_lock:
         for key, (_, existing) in list(_warm.items()):
             if existing is pool:
                 del _warm[key]
-    pool.shutdown(wait=False, cancel_futures=True)
+    pool.shutdown(wait=False, cancel_futures=False)
 
 
 @atexit.register
