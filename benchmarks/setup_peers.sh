@@ -17,6 +17,8 @@ GX_VERSION="1.24.1"  # GX Core 1.x
 PANDAS_VERSION="3.1.1"
 PYARROW_VERSION="26.0.1"
 NUMPY_VERSION="2.4.6"
+PREFECT_VERSION="3.8.8"  # the pipelines peer; the last 3.8.x
+PREFECT_FASTAPI_SPEC="fastapi<0.155"  # Prefect 3.8 does not run with newer FastAPI releases
 
 mkdir -p "$PEERS"
 
@@ -55,6 +57,28 @@ install_data_peer() {
     "$venv/bin/python" -c "import importlib.metadata as m; print('$package', m.version('$package'), 'installed')"
 }
 
+# install_prefect: a venv benchmarks/.peers/prefect with Prefect (and a FastAPI it runs with), for
+# benchmarks/peer_prefect.py. The check runs a flow on a throwaway ephemeral SQLite backend, offline.
+install_prefect() {
+    local venv="$PEERS/prefect"
+    if [ -x "$venv/bin/python" ] \
+        && "$venv/bin/python" -c "import importlib.metadata as m, sys; from packaging.version import Version; sys.exit(m.version('prefect') != '$PREFECT_VERSION' or Version(m.version('fastapi')) >= Version('0.155'))" 2>/dev/null; then
+        echo "prefect $PREFECT_VERSION already installed in $venv"
+        return
+    fi
+    echo "installing prefect $PREFECT_VERSION into $venv"
+    [ -x "$venv/bin/python" ] || "$PYTHON" -m venv "$venv"
+    "$venv/bin/python" -m pip install --quiet --upgrade pip
+    "$venv/bin/python" -m pip install --quiet "prefect==$PREFECT_VERSION" "$PREFECT_FASTAPI_SPEC"
+    local home
+    home="$(mktemp -d)"
+    env -u PREFECT_API_URL -u PYTHONPATH -u VIRTUAL_ENV PREFECT_HOME="$home" PREFECT_SERVER_EPHEMERAL_ENABLED=true \
+        PREFECT_SERVER_ANALYTICS_ENABLED=false PREFECT_LOGGING_LEVEL=ERROR \
+        "$venv/bin/python" -c "from prefect import flow, __version__; assert flow(lambda: 1, name='check')() == 1; print('prefect', __version__, 'installed')"
+    rm -rf "$home"
+}
+
 install_mlflow
 install_data_peer pandera pandera "$PANDERA_VERSION"
 install_data_peer gx great_expectations "$GX_VERSION"
+install_prefect
