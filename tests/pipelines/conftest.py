@@ -25,7 +25,15 @@ def any_db_home(
     reset_sdk()
 
 
-@pytest.fixture(params=["local", "processes"])
+@pytest.fixture(
+    params=[
+        "local",
+        "processes",
+        pytest.param("ray", marks=[pytest.mark.ray, pytest.mark.xdist_group("ray")]),
+    ]
+)
 def executor(request: pytest.FixtureRequest) -> str:
-    """Each in-machine executor, so one suite checks that they behave the same."""
+    """Each executor, so one suite checks that they behave the same (Ray on the shared 2-node cluster)."""
+    if request.param == "ray":
+        request.getfixturevalue("ray_cluster")
     return str(request.param)

@@ -77,19 +77,18 @@ def fan(width: int = 20):
 
 
 @step
-def explode(x: int) -> int:
-    """Fail unless the file named by STEWARD_TEST_FIX exists."""
-    marker = os.environ.get("STEWARD_TEST_FIX", "")
+def explode(x: int, marker: str) -> int:
+    """Fail unless the file ``marker`` exists."""
     if not (marker and Path(marker).exists()):
         raise ValueError(f"exploded on {x}")
     return x * 10
 
 
 @pipeline
-def branches():
-    """Two branches from one source: ``bad`` fails (until fixed), ``good`` does not."""
+def branches(marker: str = ""):
+    """Two branches from one source: ``bad`` fails (until the file ``marker`` exists), ``good`` does not."""
     s = source()
-    bad = explode(s)
+    bad = explode(s, marker)
     after_bad = add(bad, 1)
     good = add(s, 2)
     return {"bad": after_bad, "good": good}

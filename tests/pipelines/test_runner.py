@@ -97,9 +97,8 @@ def test_cache_false_per_run_and_per_step(steward_home: Path, executor: str) -> 
 
 
 def test_a_failed_step_skips_its_dependants_while_independent_branches_finish(
-    steward_home: Path, executor: str, monkeypatch: pytest.MonkeyPatch
+    steward_home: Path, executor: str
 ) -> None:
-    monkeypatch.delenv("STEWARD_TEST_FIX", raising=False)
     run = s.branches.run(executor=executor)
 
     assert run.state is PipelineState.FAILED
@@ -120,12 +119,9 @@ def test_a_failed_step_skips_its_dependants_while_independent_branches_finish(
         _ = run.result
 
 
-def test_resume_reruns_only_what_did_not_succeed(
-    steward_home: Path, executor: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_resume_reruns_only_what_did_not_succeed(steward_home: Path, executor: str, tmp_path: Path) -> None:
     marker = tmp_path / "fixed"
-    monkeypatch.setenv("STEWARD_TEST_FIX", str(marker))
-    failed = s.branches.run(executor=executor, cache=False)
+    failed = s.branches.run(executor=executor, cache=False, marker=str(marker))
     assert failed.state is PipelineState.FAILED
 
     marker.write_text("yes")
