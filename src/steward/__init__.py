@@ -12,6 +12,8 @@ The objects a user meets:
   files, no services) or a Steward server (``STEWARD_URI=http://…``), with the same calls either way.
 """
 
+from typing import TYPE_CHECKING, Any
+
 from steward._connect import Connection, configure, connect, default_connection
 from steward.core.signature import Signature, infer_signature
 from steward.data.models import Dataset, DatasetVersion
@@ -35,7 +37,6 @@ from steward.pipelines.sdk import (
     pipeline,
     resume_run,
 )
-from steward.pipelines.tuning import TuneResult, tune
 from steward.pipelines.values import Model
 from steward.registry.flavors.pyfunc import ModelContext, PythonModel
 from steward.registry.loading import LoadedModel
@@ -79,7 +80,22 @@ from steward.tracking.fluent import (
 )
 from steward.tracking.models import Artifact, Experiment, Run, RunStatus
 
+if TYPE_CHECKING:
+    from steward.pipelines.tuning import TuneResult, tune
+
 __version__ = "0.1.0"
+
+_LAZY = {"tune": "steward.pipelines.tuning", "TuneResult": "steward.pipelines.tuning"}
+
+
+def __getattr__(name: str) -> Any:
+    # Optuna is imported on first use of steward.tune, not by every `import steward`.
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'steward' has no attribute {name!r}")
+
 
 __all__ = [
     "ActiveRun",

@@ -47,6 +47,14 @@ class Settings(BaseSettings):
         s3_endpoint_url: Endpoint of an S3-compatible store (``STEWARD_S3_ENDPOINT_URL``).
         metric_flush_points: Buffered metric points that trigger a flush.
         metric_flush_interval: Seconds after which buffered metric points are flushed.
+        encryption_key: The key-encryption key of encryption at rest (``STEWARD_ENCRYPTION_KEY``: 32 bytes
+            as 64 hex digits or URL-safe base64); blobs are stored in the clear unless it (or
+            ``encryption_key_file``) is set. Never logged.
+        encryption_key_file: A file holding that key (``STEWARD_ENCRYPTION_KEY_FILE``).
+        signing_key_file: The platform's Ed25519 private key (``STEWARD_SIGNING_KEY_FILE``); created once in
+            ``<home>/keys/signing.key`` (mode 0600) unless set. It signs audit checkpoints and model
+            manifests.
+        audit_checkpoint_every: Sign an audit checkpoint every this many entries.
     """
 
     model_config = SettingsConfigDict(env_prefix="STEWARD_", extra="ignore")
@@ -63,6 +71,10 @@ class Settings(BaseSettings):
     s3_endpoint_url: str | None = None
     metric_flush_points: int = Field(default=10_000, ge=1)
     metric_flush_interval: float = Field(default=2.0, gt=0)
+    encryption_key: str | None = Field(default=None, repr=False)
+    encryption_key_file: Path | None = None
+    signing_key_file: Path | None = None
+    audit_checkpoint_every: int = Field(default=1000, ge=1)
 
     @classmethod
     def settings_customise_sources(

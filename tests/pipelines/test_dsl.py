@@ -181,3 +181,12 @@ def test_running_against_a_server_says_pipelines_need_the_store(steward_home: Pa
     steward.configure(uri="http://127.0.0.1:9")
     with pytest.raises(InvalidInput, match="pipelines run against the store directly"):
         s.fan.run(width=2)
+
+
+def test_importing_steward_leaves_optuna_until_tune_is_used() -> None:
+    import subprocess
+    import sys
+
+    code = "import sys, steward; print('optuna' in sys.modules); steward.tune; print('optuna' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "True"]
