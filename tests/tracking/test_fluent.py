@@ -265,3 +265,39 @@ def test_interval_flush_makes_points_visible_while_running(steward_home: Path) -
                 break
             time.sleep(0.05)
         assert conn.tracking.get_run(run.id).metrics == {"loss": 0.5}
+
+
+def test_runs_started_in_threads_keep_their_metrics_apart(sdk: str) -> None:
+    import threading
+
+    barrier = threading.Barrier(2)
+    ids: dict[str, str] = {}
+
+    def train(name: str) -> None:
+        with steward.start_run(experiment="threads", run_name=name) as run:
+            ids[name] = run.id
+            barrier.wait()  # both runs are active at once from here
+            for step in range(50):
+                steward.log_metric(f"loss_{name}", 1.0 / (step + 1), step=step)
+            barrier.wait()
+
+    threads = [threading.Thread(target=train, args=(n,)) for n in ("a", "b")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+    for name, other in (("a", "b"), ("b", "a")):
+        run = steward.get_run(ids[name])
+        assert set(run.metrics) == {f"loss_{name}"}, (name, run.metrics)
+        assert run.parent_run_id is None and other != name
+
+
+def test_a_helper_thread_without_a_run_logs_into_the_run_around_it(sdk: str) -> None:
+    import threading
+
+    with steward.start_run(experiment="threads") as run:
+        worker = threading.Thread(target=lambda: steward.log_metric("from_helper", 1.0))
+        worker.start()
+        worker.join()
+    assert steward.get_run(run.id).metrics == {"from_helper": 1.0}

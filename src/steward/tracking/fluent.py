@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 BackendResolver = Callable[[], tuple[TrackingBackend, Settings]]
 _resolver: BackendResolver | None = None
 _stack: list[ActiveRun] = []
+"""Every active run of the process, oldest first; each belongs to the thread that started it."""
 _stack_lock = threading.RLock()
 _killed_by: int | None = None
 _handlers_installed = False
@@ -64,6 +65,7 @@ class ActiveRun:
         self.experiment_id = run.experiment_id
         self.name = run.name
         self._ended = False
+        self._thread = threading.get_ident()
         self.buffer = MetricBuffer(
             lambda series: backend.log_metrics(self.id, series),
             max_points=settings.metric_flush_points,
@@ -122,6 +124,25 @@ class ActiveRun:
 
     def __repr__(self) -> str:
         return f"ActiveRun(id={self.id!r}, name={self.name!r})"
+
+
+def _innermost() -> ActiveRun | None:
+    """The calling thread's innermost active run; in a thread that started none, the main thread's.
+
+    Threads that started runs of their own (parallel trials, pipelines run from threads) never log
+    into each other's; a helper thread of a training loop still logs into the run around it.
+    """
+    me = threading.get_ident()
+    if _stack and _stack[-1]._thread == me:
+        return _stack[-1]
+    main = threading.main_thread().ident
+    fallback = None
+    for run in reversed(_stack):
+        if run._thread == me:
+            return run
+        if fallback is None and run._thread == main:
+            fallback = run
+    return fallback
 
 
 def _signal_name(signum: int) -> str:
@@ -188,8 +209,9 @@ def start_run(
     """
     backend, settings = _backend()
     with _stack_lock:
-        if parent_run_id is None and nested is not False and _stack:
-            parent_run_id = _stack[-1].id
+        outer = _innermost()
+        if parent_run_id is None and nested is not False and outer is not None:
+            parent_run_id = outer.id
     run = backend.create_run(
         experiment,
         name=run_name,
@@ -228,6 +250,7 @@ def attached_run(
     active.experiment_id = ""
     active.name = ""
     active._ended = False
+    active._thread = threading.get_ident()
     active.buffer = MetricBuffer(
         lambda series: backend.log_metrics(run_id, series),
         max_points=settings.metric_flush_points,
@@ -250,14 +273,15 @@ def attached_run(
 def active_run() -> ActiveRun | None:
     """Return the innermost active run of this process, or ``None``."""
     with _stack_lock:
-        return _stack[-1] if _stack else None
+        return _innermost()
 
 
 def _current() -> ActiveRun:
     with _stack_lock:
-        if not _stack:
-            raise InvalidInput("no active run: call steward.start_run() first", {"field": "run"})
-        return _stack[-1]
+        run = _innermost()
+    if run is None:
+        raise InvalidInput("no active run: call steward.start_run() first", {"field": "run"})
+    return run
 
 
 def end_run(status: RunStatus | str = RunStatus.FINISHED) -> None:
@@ -300,9 +324,9 @@ def log_metric(key: str, value: float, step: int | None = None, timestamp: int |
         InvalidInput: At this call, for a bad key, value or step.
     """
     with _stack_lock:
-        if not _stack:
-            raise InvalidInput("no active run: call steward.start_run() first", {"field": "run"})
-        run = _stack[-1]
+        run = _innermost()
+    if run is None:
+        raise InvalidInput("no active run: call steward.start_run() first", {"field": "run"})
     run.buffer.add(key, value, step, timestamp)
 
 
