@@ -13,7 +13,7 @@ import typer
 from typer.core import TyperGroup
 
 import steward
-from steward.cli import data, db, experiments, lineage, models, pipelines, quickstart, runs, server
+from steward.cli import data, db, experiments, keys, lineage, models, pipelines, quickstart, runs, server
 from steward.cli.output import print_steward_error
 from steward.errors import StewardError
 
@@ -51,6 +51,7 @@ app.add_typer(lineage.app, name="lineage")
 app.add_typer(data.app, name="data")
 app.add_typer(pipelines.app, name="pipelines")
 app.add_typer(db.app, name="db")
+app.add_typer(keys.app, name="keys")
 app.command("run")(pipelines.run_pipeline)
 app.command("server")(server.server)
 app.command("quickstart")(quickstart.quickstart)

@@ -2,31 +2,50 @@
 
 Blobs live at ``<root>/blobs/<first two hex>/<digest>``, written under ``<root>/tmp/`` and moved into
 place whole, so a blob's key never holds anything but its complete content.
+
+With a key provider (``STEWARD_ENCRYPTION_KEY``), blobs are stored encrypted, each under its own data
+key, in the envelope format of ``steward.store.encryption``: the ciphertext under the same key (the
+plaintext's digest), the wrapped data key in a sidecar beside it. Reads decrypt and still check the
+plaintext digest; blobs stored before encryption was turned on are still read as they are.
 """
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
 import re
 import uuid
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from steward.errors import Conflict, IntegrityError, InvalidInput, NotFound, ServiceUnavailable
+from steward.errors import (
+    Conflict,
+    IntegrityError,
+    InvalidInput,
+    NotFound,
+    ServiceUnavailable,
+    StewardError,
+)
+from steward.store import encryption as enc
 from steward.store.backends import ByteBackend, FsspecBackend
 
 if TYPE_CHECKING:
     from steward.config import Settings
+    from steward.store.keys import KeyProvider
 
 CHUNK_SIZE = 1 << 20
 """Bytes read, hashed and written at a time."""
 
 _DIGEST = re.compile(r"[0-9a-f]{64}")
+_SIDECAR = re.compile(r"([0-9a-f]{64})\.[0-9a-f]{14}" + re.escape(enc.SIDECAR_SUFFIX))
+_PREFIXES = 256
+_MIN_READ = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -48,13 +67,20 @@ class BlobStore:
     Every method taking a digest raises ``InvalidInput`` unless it is 64 lowercase hex characters, and
     every method raises ``ServiceUnavailable`` (naming the URL) when the storage fails.
 
+    With ``keys``, every blob stored is encrypted (``steward.store.encryption``) and every read of an
+    encrypted blob decrypts it; reads raise ``IntegrityError`` for an altered ciphertext or sidecar, as
+    for altered plaintext. Without ``keys``, reading an encrypted blob raises ``InvalidInput``.
+
     Args:
         root_url: The store's root: ``file:///path`` or ``s3://bucket/prefix``.
         storage_options: fsspec options, e.g. ``{"endpoint_url": "http://127.0.0.1:9000"}`` for s3fs.
         backend: A ``ByteBackend`` to use instead of the fsspec one ``root_url`` names.
+        keys: The key provider wrapping each blob's data key; blobs are stored in the clear without.
+        encryption_chunk_size: Plaintext bytes per encrypted chunk (a power of two, 4 KiB to 64 MiB).
 
     Raises:
-        InvalidInput: If the URL is not ``file://`` or ``s3://``, or s3fs is needed and not installed.
+        InvalidInput: If the URL is not ``file://`` or ``s3://``, s3fs is needed and not installed, or
+            the chunk size is not allowed.
     """
 
     def __init__(
@@ -63,24 +89,42 @@ class BlobStore:
         *,
         storage_options: dict[str, Any] | None = None,
         backend: ByteBackend | None = None,
+        keys: KeyProvider | None = None,
+        encryption_chunk_size: int = enc.DEFAULT_CHUNK_SIZE,
     ) -> None:
         self.root_url = root_url.rstrip("/")
+        enc.check_chunk_size(encryption_chunk_size)
+        self._listing_options: dict[str, Any] | None = None
         if backend is None:
             with self._guard():
                 backend = FsspecBackend(root_url, storage_options)
+            self._listing_options = dict(storage_options or {})
         self._backend: ByteBackend = backend
+        self._keys = keys
+        self._encryption_chunk_size = encryption_chunk_size
 
     @classmethod
     def from_settings(cls, settings: Settings) -> BlobStore:
         """Open the store at ``settings.artifacts_url``, on ``settings.s3_endpoint_url`` if set.
 
-        S3 credentials come from the usual AWS variables (``AWS_ACCESS_KEY_ID``, profiles, roles).
+        S3 credentials come from the usual AWS variables (``AWS_ACCESS_KEY_ID``, profiles, roles). With
+        ``STEWARD_ENCRYPTION_KEY`` or ``STEWARD_ENCRYPTION_KEY_FILE`` set, blobs are encrypted under it.
+
+        Raises:
+            InvalidInput: If an encryption key is malformed (naming the setting, never the value).
         """
+        from steward.store.keys import LocalKeyProvider
+
         url = settings.artifacts_url
         options: dict[str, Any] = {}
         if settings.s3_endpoint_url and url.startswith(("s3://", "s3a://")):
             options["endpoint_url"] = settings.s3_endpoint_url
-        return cls(url, storage_options=options)
+        return cls(url, storage_options=options, keys=LocalKeyProvider.from_settings(settings))
+
+    @property
+    def keys(self) -> KeyProvider | None:
+        """The key provider new blobs are encrypted with, or None if they are stored in the clear."""
+        return self._keys
 
     def __repr__(self) -> str:
         return f"BlobStore({self.root_url!r})"
@@ -126,17 +170,26 @@ class BlobStore:
             InvalidInput: If reading the stream fails or it yields text.
         """
         chunks = _Hashing(stream, "the stream")
-        tmp = f"tmp/{uuid.uuid4().hex}"
         with self._guard():
-            self._backend.write(tmp, chunks)
-            self._publish(tmp, _key(chunks.digest()))
+            if self._keys is not None:
+                self._put_encrypted(self._keys, chunks, chunks.digest)
+            else:
+                tmp = f"tmp/{uuid.uuid4().hex}"
+                self._backend.write(tmp, chunks)
+                self._publish(tmp, _key(chunks.digest()))
         return BlobRef(chunks.digest(), chunks.size)
 
     def delete(self, digest: str) -> None:
-        """Delete a blob; deleting a missing blob does nothing."""
+        """Delete a blob (and its data key, if it is encrypted); deleting a missing blob does nothing."""
         key = _key(digest)
         with self._guard():
+            try:
+                header = self._read_header(key)
+            except FileNotFoundError:
+                return
             self._backend.delete(key)
+            if header is not None:
+                self._backend.delete(enc.sidecar_key(key, header.nonce_prefix))
 
     def exists(self, digest: str) -> bool:
         """Return whether the blob is stored."""
@@ -145,14 +198,23 @@ class BlobStore:
             return self._backend.exists(key)
 
     def size(self, digest: str) -> int:
-        """Return the stored size of the blob in bytes.
+        """Return the size of the blob's bytes (of its plaintext, if it is encrypted).
+
+        A store without keys does not look inside blobs here: it returns an encrypted blob's stored size.
 
         Raises:
             NotFound: If the blob is not stored.
+            IntegrityError: If an encrypted blob's stored size fits no plaintext.
         """
         key = _key(digest)
         with self._guard(digest):
-            return self._backend.size(key)
+            stored = self._backend.size(key)
+            if self._keys is None or stored < enc.HEADER_SIZE + enc.TAG_SIZE:
+                return stored
+            header = self._read_header(key)
+            if header is None or not self._backend.exists(enc.sidecar_key(key, header.nonce_prefix)):
+                return stored
+        return enc.plaintext_size(stored, header, digest)
 
     def get_bytes(self, digest: str) -> bytes:
         """Return the blob's bytes after checking them against the digest.
@@ -211,10 +273,154 @@ class BlobStore:
             with suppress(OSError):
                 part.unlink(missing_ok=True)
 
+    def key_status(
+        self, progress: Callable[[enc.KeyStatus], None] | None = None, workers: int = 8
+    ) -> enc.KeyStatus:
+        """Count the blobs stored in the clear and the data keys per key-encryption key.
+
+        Args:
+            progress: Called with the counts so far after each of the 256 key prefixes.
+            workers: Sidecars read at once.
+
+        Raises:
+            InvalidInput: If the backend cannot list its objects.
+        """
+        status = enc.KeyStatus(self._keys.key_id if self._keys is not None else None)
+        workers = max(1, workers)
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            for names in self._prefixes(workers):
+                blobs = {name for name in names if _DIGEST.fullmatch(name)}
+                sidecars = [name for name in names if _SIDECAR.fullmatch(name)]
+                keyed = {name[:64] for name in sidecars}
+                status.encrypted += len(blobs & keyed)
+                status.unencrypted += len(blobs - keyed)
+                status.orphaned += sum(1 for name in sidecars if name[:64] not in blobs)
+                for key_id in pool.map(self._sidecar_key_id, sidecars):
+                    if key_id is None:
+                        status.unreadable += 1
+                    else:
+                        status.data_keys[key_id] = status.data_keys.get(key_id, 0) + 1
+                status.prefixes_done += 1
+                if progress is not None:
+                    progress(status)
+        return status
+
+    def rotate_keys(
+        self, progress: Callable[[enc.RotationReport], None] | None = None, workers: int = 8
+    ) -> enc.RotationReport:
+        """Wrap every data key under the newest key of the store's provider; the ciphertexts stay as they are.
+
+        Each sidecar is unwrapped with the key it names and replaced whole; sidecars already under the
+        newest key are left alone, so running it again does nothing. Afterwards older keys can go.
+
+        Args:
+            progress: Called with the counts so far after each of the 256 key prefixes.
+            workers: Sidecars rewrapped at once (each is a read and a write, and two provider calls).
+
+        Raises:
+            InvalidInput: If the store has no key provider, or its backend cannot list its objects.
+        """
+        keys = self._keys
+        if keys is None:
+            raise InvalidInput(
+                "no encryption key is configured: set STEWARD_ENCRYPTION_KEY (newest first, comma-separated) "
+                "or STEWARD_ENCRYPTION_KEY_FILE",
+                {"field": "encryption_key"},
+            )
+        report = enc.RotationReport(keys.key_id)
+        workers = max(1, workers)
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            for names in self._prefixes(workers):
+                sidecars = [name for name in names if _SIDECAR.fullmatch(name)]
+                for name, outcome in zip(sidecars, pool.map(self._rewrap, sidecars), strict=True):
+                    if outcome is True:
+                        report.rewrapped += 1
+                    elif outcome is False:
+                        report.current += 1
+                    elif outcome is not None:
+                        report.record_failure(f"blobs/{name[:2]}/{name}", outcome)
+                report.prefixes_done += 1
+                if progress is not None:
+                    progress(report)
+        return report
+
+    def _rewrap(self, name: str) -> bool | str | None:
+        # True: rewrapped; False: already current; None: gone meanwhile; a string: why it failed.
+        assert self._keys is not None
+        digest, key = name[:64], f"blobs/{name[:2]}/{name}"
+        try:
+            with self._guard(digest):
+                stored = self._read_small(key, digest)
+            sidecar = enc.rewrap(stored, self._keys, digest)
+            if sidecar is None:
+                return False
+            with self._guard():
+                self._write_small(key, sidecar.to_json())
+        except NotFound:
+            return None
+        except StewardError as exc:
+            return exc.message
+        return True
+
+    def _sidecar_key_id(self, name: str) -> str | None:
+        digest = name[:64]
+        try:
+            with self._guard(digest):
+                stored = self._read_small(f"blobs/{name[:2]}/{name}", digest)
+            return enc.Sidecar.from_json(stored, digest).key_id
+        except StewardError:
+            return None
+
+    def _prefixes(self, workers: int) -> Iterator[list[str]]:
+        """The names of the objects under each of ``blobs/00`` … ``blobs/ff``, in order.
+
+        Up to ``workers`` listings run ahead (one request or more each on S3), never the whole store.
+        """
+        if self._listing_options is None:
+            raise InvalidInput(
+                f"the blob store {self.root_url} is on a custom backend, which cannot list its objects",
+                {"field": "artifacts"},
+            )
+        import fsspec
+
+        options = dict(self._listing_options)
+        if self.root_url.startswith(("s3://", "s3a://")):
+            options["use_listings_cache"] = False
+        with self._guard():
+            fs, root = fsspec.url_to_fs(self.root_url, **options)
+            root = str(root).rstrip("/")
+            try:  # one listing finds the prefixes in use: a small store is walked in a few requests
+                present = {
+                    str(path).rstrip("/").rsplit("/", 1)[-1] for path in fs.ls(f"{root}/blobs", detail=False)
+                }
+            except FileNotFoundError:
+                present = set()
+
+        def names(prefix: int) -> list[str]:
+            if f"{prefix:02x}" not in present:
+                return []
+            with self._guard():
+                try:
+                    paths = fs.find(f"{root}/blobs/{prefix:02x}")
+                except FileNotFoundError:
+                    paths = []
+            return [str(path).rsplit("/", 1)[-1] for path in paths]
+
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            pending = deque(pool.submit(names, prefix) for prefix in range(min(workers, _PREFIXES)))
+            for prefix in range(workers, _PREFIXES + workers):
+                listing = pending.popleft().result()
+                if prefix < _PREFIXES:
+                    pending.append(pool.submit(names, prefix))
+                yield listing
+
     def _put_known(self, digest: str, chunks: Iterable[bytes]) -> None:
         key = _key(digest)
         with self._guard():
             if self._backend.exists(key):
+                return
+            if self._keys is not None:
+                self._put_encrypted(self._keys, chunks, lambda: digest, key)
                 return
             if self._backend.writes_are_atomic:
                 self._backend.write(key, chunks)
@@ -222,6 +428,89 @@ class BlobStore:
             tmp = f"tmp/{uuid.uuid4().hex}"
             self._backend.write(tmp, chunks)
             self._publish(tmp, key)
+
+    def _put_encrypted(
+        self, keys: KeyProvider, plaintext: Iterable[bytes], digest: Callable[[], str], key: str | None = None
+    ) -> None:
+        # The sidecar is in place before the ciphertext appears, so a blob that exists can be read. Two
+        # writers of the same content each leave their own sidecar (its name is the nonce prefix the
+        # ciphertext's header carries), so whichever ciphertext lands last finds its key beside it.
+        envelope = enc.Envelope.new(keys, self._encryption_chunk_size)
+        sealed = envelope.encrypt(plaintext, digest)
+        if key is not None and self._backend.writes_are_atomic:
+            sidecar = enc.sidecar_key(key, envelope.header.nonce_prefix)
+            self._write_small(sidecar, envelope.sidecar.to_json())
+            try:
+                self._backend.write(key, sealed)
+            except BaseException:
+                with suppress(OSError):
+                    self._backend.delete(sidecar)
+                raise
+            return
+        tmp = f"tmp/{uuid.uuid4().hex}"
+        self._backend.write(tmp, sealed)
+        moved = False
+        try:
+            key = _key(digest())
+            if self._backend.exists(key):
+                return  # stored once: the copy already there (with its own data key) has the same bytes
+            sidecar = enc.sidecar_key(key, envelope.header.nonce_prefix)
+            self._write_small(sidecar, envelope.sidecar.to_json())
+            try:
+                self._backend.move(tmp, key)
+                moved = True
+            except BaseException:
+                with suppress(OSError):
+                    self._backend.delete(sidecar)
+                raise
+        finally:
+            if not moved:
+                with suppress(OSError):
+                    self._backend.delete(tmp)
+
+    def _write_small(self, key: str, data: bytes) -> None:
+        # Sidecars are replaced whole (by rotation too): never visible half-written.
+        if self._backend.writes_are_atomic:
+            self._backend.write(key, [data])
+            return
+        tmp = f"tmp/{uuid.uuid4().hex}"
+        self._backend.write(tmp, [data])
+        try:
+            self._backend.move(tmp, key)
+        except BaseException:
+            with suppress(OSError):
+                self._backend.delete(tmp)
+            raise
+
+    def _read_small(self, key: str, digest: str) -> bytes:
+        parts: list[bytes] = []
+        size = 0
+        pieces = self._backend.read(key, enc.MAX_SIDECAR_SIZE + 1)
+        try:
+            for part in pieces:
+                parts.append(part)
+                size += len(part)
+                if size > enc.MAX_SIDECAR_SIZE:
+                    message = f"blob {digest} is corrupt: its data key sidecar is too large"
+                    raise IntegrityError(message, {"digest": digest})
+        finally:
+            pieces.close()
+        return b"".join(parts)
+
+    def _read_header(self, key: str) -> enc.Header | None:
+        pieces = self._backend.read(key, enc.HEADER_SIZE)
+        try:
+            return enc.Header.parse(b"".join(_head(pieces)))
+        finally:
+            pieces.close()
+
+    def _sidecar(self, digest: str, key: str, header: enc.Header) -> enc.Sidecar | None:
+        with self._guard():
+            try:
+                stored = self._read_small(enc.sidecar_key(key, header.nonce_prefix), digest)
+            except FileNotFoundError:
+                return None  # plaintext that happens to begin like a header
+        return enc.Sidecar.from_json(stored, digest)
 
     def _publish(self, tmp: str, key: str) -> None:
         try:
@@ -236,8 +525,22 @@ class BlobStore:
 
     def _verified(self, digest: str, key: str, chunk_size: int) -> Iterator[bytes]:
         sha = hashlib.sha256()
-        chunks = self._backend.read(key, chunk_size)
+        # Read in pieces of at least 64 KiB (handed out in chunk_size slices): decryption buffers whole
+        # encrypted chunks, and tiny reads would make that slow.
+        pieces = self._backend.read(key, max(chunk_size, _MIN_READ))
+        header: enc.Header | None = None
         try:
+            with self._guard(digest):
+                head = _head(pieces)
+            start = head[0] if len(head) == 1 else b"".join(head)
+            header = enc.Header.parse(start) if start.startswith(enc.MAGIC) else None
+            sidecar = self._sidecar(digest, key, header) if header is not None else None
+            chunks: Iterator[bytes]
+            if header is not None and sidecar is not None:
+                body = itertools.chain([start[enc.HEADER_SIZE :]], pieces)
+                chunks = _resliced(self._decrypted(digest, header, sidecar, body), chunk_size)
+            else:
+                chunks = _resliced(itertools.chain(head, pieces), chunk_size)
             while True:
                 with self._guard(digest):
                     chunk = next(chunks, None)
@@ -246,11 +549,25 @@ class BlobStore:
                 sha.update(chunk)
                 yield chunk
         finally:
-            chunks.close()
+            pieces.close()
         actual = sha.hexdigest()
         if actual != digest:
-            message = f"blob {digest} is corrupt: its stored bytes hash to {actual}"
-            raise IntegrityError(message, {"digest": digest, "actual": actual})
+            why = f"its stored bytes hash to {actual}"
+            if header is not None and sidecar is None:
+                why += " (they begin like an encrypted blob, but its data key sidecar is missing)"
+            raise IntegrityError(f"blob {digest} is corrupt: {why}", {"digest": digest, "actual": actual})
+
+    def _decrypted(
+        self, digest: str, header: enc.Header, sidecar: enc.Sidecar, body: Iterable[bytes]
+    ) -> Iterator[bytes]:
+        if self._keys is None:
+            raise InvalidInput(
+                f"blob {digest} is encrypted: set STEWARD_ENCRYPTION_KEY (or STEWARD_ENCRYPTION_KEY_FILE) "
+                "to the key it was stored with",
+                {"field": "encryption_key", "digest": digest},
+            )
+        data_key = enc.unwrap_data_key(self._keys, sidecar, digest, header)
+        return enc.decrypt(data_key, header, digest, body)
 
     @contextmanager
     def _guard(self, digest: str | None = None) -> Iterator[None]:
@@ -291,6 +608,29 @@ class _Hashing:
         if self._expect is not None and self.digest() != self._expect:
             # Raised before the backend finishes the write, so nothing is published.
             raise Conflict(f"{self._source} changed while it was being stored; store it again")
+
+
+def _head(pieces: Iterator[bytes]) -> list[bytes]:
+    """The first pieces of a stored object, enough to hold a header (fewer at its end)."""
+    head: list[bytes] = []
+    size = 0
+    while size < enc.HEADER_SIZE:
+        piece = next(pieces, None)
+        if piece is None:
+            break
+        head.append(piece)
+        size += len(piece)
+    return head
+
+
+def _resliced(chunks: Iterable[bytes], size: int) -> Iterator[bytes]:
+    for chunk in chunks:
+        if len(chunk) <= size:
+            yield chunk
+        else:
+            view = memoryview(chunk)
+            for start in range(0, len(chunk), size):
+                yield bytes(view[start : start + size])
 
 
 def _key(digest: str) -> str:
