@@ -9,6 +9,7 @@ from importlib.metadata import version
 from fastapi import FastAPI
 from starlette.responses import Response
 
+from steward.api.audit import router as audit_router
 from steward.api.data import router as data_router
 from steward.api.deps import API_PREFIX
 from steward.api.docs import install_docs
@@ -83,4 +84,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(registry_router)
     app.include_router(data_router)
     app.include_router(pipelines_router)
+    app.include_router(audit_router)
     return app

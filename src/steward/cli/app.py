@@ -13,7 +13,19 @@ import typer
 from typer.core import TyperGroup
 
 import steward
-from steward.cli import data, db, experiments, keys, lineage, models, pipelines, quickstart, runs, server
+from steward.cli import (
+    audit,
+    data,
+    db,
+    experiments,
+    keys,
+    lineage,
+    models,
+    pipelines,
+    quickstart,
+    runs,
+    server,
+)
 from steward.cli.output import print_steward_error
 from steward.errors import StewardError
 
@@ -52,6 +64,7 @@ app.add_typer(data.app, name="data")
 app.add_typer(pipelines.app, name="pipelines")
 app.add_typer(db.app, name="db")
 app.add_typer(keys.app, name="keys")
+app.add_typer(audit.app, name="audit")
 app.command("run")(pipelines.run_pipeline)
 app.command("server")(server.server)
 app.command("quickstart")(quickstart.quickstart)

@@ -204,7 +204,13 @@ class DataService:
     def record(self, conn: Connection, action: str, kind: str, resource: str, **fields: Any) -> None:
         """Append an audit entry by the acting identity inside ``conn``'s transaction."""
         audit.append(
-            conn, actor=self.platform.actor, action=action, resource_kind=kind, resource_id=resource, **fields
+            conn,
+            actor=self.platform.actor,
+            action=action,
+            resource_kind=kind,
+            resource_id=resource,
+            checkpoint=audit.checkpointer_for(self.platform.settings),
+            **fields,
         )
 
     def _check_residency(self, name: str, rules: Residency | None = None) -> None:

@@ -129,6 +129,7 @@ class RegistryService:
                     audit.append(
                         conn, actor=self.platform.actor, action="model.write", resource_kind="dataset",
                         resource_id=row.name, outcome="denied", details={**exc.details, "versions": ids},
+                        checkpoint=audit.checkpointer_for(self.platform.settings),
                     )  # fmt: skip
                 raise
 

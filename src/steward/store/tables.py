@@ -372,3 +372,15 @@ tuning_journal = Table(
     Column("created_at", BigInteger, nullable=False),
 )
 """Optuna's journal, one per tuning study: its operations numbered from 0, replayed to load the study."""
+
+audit_checkpoints = Table(
+    "audit_checkpoints",
+    metadata,
+    Column("seq", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=False),
+    Column("hash", String(64), nullable=False),
+    Column("key_id", String(16), nullable=False),
+    Column("signature", String(128), nullable=False),
+    Column("at", BigInteger, nullable=False),
+)
+"""Signed checkpoints of the audit trail: every N entries, the Ed25519 signature (hex) of the key
+``key_id`` over ``steward-audit-checkpoint\\n{seq}\\n{hash}``, written with the entry ``seq``."""
