@@ -224,7 +224,7 @@ def load_runs(
             for start in range(0, len(ids), 500)
         ]
     for result in batches:
-        for run_id, kind, key, text, number in result:
+        for run_id, kind, key, text, number in result.all():  # one fetchall, not a fetch per row
             found[run_id][kind][key] = number if kind == "metrics" else text
     return [_run_from_row(row, found[row.id]) for row in rows]
 
