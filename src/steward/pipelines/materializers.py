@@ -64,7 +64,8 @@ def type_name(value: Any) -> str:
     return cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
 
 
-def _is_json(value: Any, depth: int = 0) -> bool:
+def is_json(value: Any, depth: int = 0) -> bool:
+    """Whether ``value`` is JSON-shaped: None, booleans, numbers, strings, lists and string-keyed dicts."""
     if depth > 64:
         return False
     if value is None or isinstance(value, bool | int | str):
@@ -72,9 +73,9 @@ def _is_json(value: Any, depth: int = 0) -> bool:
     if isinstance(value, float):
         return True
     if isinstance(value, list):
-        return all(_is_json(v, depth + 1) for v in value)
+        return all(is_json(v, depth + 1) for v in value)
     if isinstance(value, dict):
-        return all(isinstance(k, str) and _is_json(v, depth + 1) for k, v in value.items())
+        return all(isinstance(k, str) and is_json(v, depth + 1) for k, v in value.items())
     return False
 
 
@@ -95,7 +96,7 @@ class JsonMaterializer:
 
     def handles(self, value: Any) -> bool:
         """JSON-shaped values (tuples are not: they would come back as lists)."""
-        return _is_json(value)
+        return is_json(value)
 
     def save(self, value: Any, blobs: BlobStore) -> OutputRef:
         """Write the JSON text (NaN and infinities kept, as Python's json writes them).

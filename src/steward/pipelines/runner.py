@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from steward.core.ids import new_id
 from steward.core.time import now_ms
 from steward.errors import StewardError
 from steward.pipelines import materializers
@@ -23,9 +24,9 @@ from steward.pipelines.cache import cache_key
 from steward.pipelines.dsl import StepOutput
 from steward.pipelines.executors.base import Executor, Task, TaskResult
 from steward.pipelines.graph import Graph, Node
-from steward.pipelines.materializers import _is_json
+from steward.pipelines.materializers import is_json
 from steward.pipelines.models import OutputRef, PipelineRunInfo, PipelineState, StepRun, StepState
-from steward.pipelines.service import PipelineService, StepBatch, new_step_run_id
+from steward.pipelines.service import PipelineService, StepBatch
 from steward.tracking.models import RunStatus
 
 log = logging.getLogger(__name__)
@@ -173,7 +174,7 @@ class Runner:
         for arg, value in node.inputs.items():
             if (
                 isinstance(value, StepOutput)
-                or _is_json(value)
+                or is_json(value)
                 or (
                     isinstance(value, list | tuple | dict)
                     and any(
@@ -286,7 +287,7 @@ class Runner:
                 self._reuse(step, hit[0], hit[1], step.cache_key)
                 continue
             step.state = StepState.RUNNING
-            step.run_id = new_step_run_id()
+            step.run_id = new_id()
             step.start_time = now_ms()
             step.attempts = 1
             params = {a: t for a, v in self._constants[key].items() if (t := _param_text(v)) is not None}
@@ -311,7 +312,7 @@ class Runner:
     def _reuse(self, step: StepRun, source_run: str, outputs: list[OutputRef], key: str | None) -> None:
         step.cached_from = source_run
         step.cache_key = key
-        step.run_id = new_step_run_id()
+        step.run_id = new_id()
         step.start_time = step.end_time = now_ms()
         self.outputs[step.key] = outputs
         self._batch.new_runs.append((step, RunStatus.FINISHED, {}))
@@ -376,7 +377,7 @@ class Runner:
                         "cache_key": step.cache_key,
                         "step": node.step.reference,
                         "run_id": step.run_id,
-                        "outputs": _dumps([o.to_json() for o in result.outputs]),
+                        "outputs": json.dumps([o.to_json() for o in result.outputs]),
                         "created_at": now_ms(),
                     }
                 )
@@ -479,7 +480,7 @@ class Runner:
             return {"list": [self._outputs_json(v) for v in value]}
         if isinstance(value, dict):
             return {"dict": {str(k): self._outputs_json(v) for k, v in value.items()}}
-        return {"value": value} if _is_json(value) else None
+        return {"value": value} if is_json(value) else None
 
     def info(self) -> PipelineRunInfo:
         """The run as it stands now."""
@@ -512,7 +513,3 @@ class Runner:
         outputs = self._outputs_json(self.returned) if current.state is PipelineState.SUCCEEDED else None
         self.service.finish(self.run_id, current.state, outputs, current.error)
         return self.service.get_run(self.run_id)
-
-
-def _dumps(value: Any) -> str:
-    return json.dumps(value)

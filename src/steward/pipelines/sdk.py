@@ -270,13 +270,9 @@ def load_pipeline(reference: str) -> Pipeline:
             f"{reference!r} is not a pipeline reference: use path/to/file.py:name or module:name",
             {"field": "pipeline"},
         )
+    by_path = target.endswith(".py") or "/" in target
     try:
-        if target.endswith(".py") or "/" in target:
-            module = _import_file(Path(target))
-            shown = target
-        else:
-            module = importlib.import_module(target)
-            shown = target
+        module = _import_file(Path(target)) if by_path else importlib.import_module(target)
     except InvalidInput:
         raise
     except SyntaxError as exc:
@@ -284,17 +280,16 @@ def load_pipeline(reference: str) -> Pipeline:
             f"{target} does not import: SyntaxError: {exc.msg} (line {exc.lineno})", {"field": "pipeline"}
         ) from None
     except Exception as exc:
-        raise InvalidInput(
-            f"{target} does not import: {type(exc).__name__}: {exc}", {"field": "pipeline"}
-        ) from None
+        message = f"{target} does not import: {type(exc).__name__}: {exc}"
+        raise InvalidInput(message, {"field": "pipeline"}) from None
     found = getattr(module, attr, None)
     if found is None:
         names = sorted(n for n, v in vars(module).items() if isinstance(v, Pipeline))
         hint = f" (it has: {', '.join(names)})" if names else " (it defines no @pipeline)"
-        raise InvalidInput(f"{shown} has no pipeline {attr!r}{hint}", {"field": "pipeline"})
+        raise InvalidInput(f"{target} has no pipeline {attr!r}{hint}", {"field": "pipeline"})
     if not isinstance(found, Pipeline):
-        raise InvalidInput(f"{shown}:{attr} is not a @pipeline", {"field": "pipeline"})
-    if target.endswith(".py") or "/" in target:
+        raise InvalidInput(f"{target}:{attr} is not a @pipeline", {"field": "pipeline"})
+    if by_path:
         found.reference = f"{Path(target).resolve()}:{attr}"
     return found
 

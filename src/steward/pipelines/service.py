@@ -11,7 +11,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from steward.core.ids import new_id
 from steward.core.time import now_ms
 from steward.errors import InvalidInput
 from steward.pipelines import repository as repo
@@ -209,8 +208,3 @@ class PipelineService:
         """For a step's child run: its pipeline run and node key."""
         with self._db.read() as conn:
             return repo.step_of_run(conn, run_id)
-
-
-def new_step_run_id() -> str:
-    """A fresh id for a step's child run."""
-    return new_id()

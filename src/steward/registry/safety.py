@@ -84,8 +84,8 @@ def load_trusted_pickle(path: str | os.PathLike[str]) -> object:
     if not file.is_file():
         raise InvalidInput(f"{file} is not a file", {"field": "model"})
     try:
-        # trusted: only reached with register_model(..., trust=True), the caller vouching for this file
-        loaded: object = joblib.load(file)
+        # Only reached with register_model(..., trust=True): the caller vouches for this file.
+        loaded: object = joblib.load(file)  # trusted: the caller passed trust=True
     except Exception as exc:  # unpickling can fail in as many ways as there are classes
         raise InvalidInput(f"cannot unpickle {file}: {exc}", {"field": "model"}) from exc
     return loaded

@@ -59,11 +59,18 @@ class ActiveRun:
     Ctrl-C / SIGTERM. Buffered metrics are flushed first.
     """
 
-    def __init__(self, backend: TrackingBackend, run: Run, settings: Settings) -> None:
+    def __init__(
+        self,
+        backend: TrackingBackend,
+        run_id: str,
+        settings: Settings,
+        experiment_id: str = "",
+        name: str = "",
+    ) -> None:
         self.backend = backend
-        self.id = run.id
-        self.experiment_id = run.experiment_id
-        self.name = run.name
+        self.id = run_id
+        self.experiment_id = experiment_id
+        self.name = name
         self._ended = False
         self._thread = threading.get_ident()
         self.buffer = MetricBuffer(
@@ -219,7 +226,7 @@ def start_run(
         tags={k: str(v) for k, v in (tags or {}).items()},
         system=environment.capture(),
     )
-    active = ActiveRun(backend, run, settings)
+    active = ActiveRun(backend, run.id, settings, run.experiment_id, run.name)
     with _stack_lock:
         _stack.append(active)
     _install_handlers()
@@ -244,18 +251,7 @@ def attached_run(
         default_backend, default_settings = _backend()
         backend = backend or default_backend
         settings = settings or default_settings
-    active = ActiveRun.__new__(ActiveRun)
-    active.backend = backend
-    active.id = run_id
-    active.experiment_id = ""
-    active.name = ""
-    active._ended = False
-    active._thread = threading.get_ident()
-    active.buffer = MetricBuffer(
-        lambda series: backend.log_metrics(run_id, series),
-        max_points=settings.metric_flush_points,
-        interval=settings.metric_flush_interval,
-    )
+    active = ActiveRun(backend, run_id, settings)
     with _stack_lock:
         _stack.append(active)
     try:

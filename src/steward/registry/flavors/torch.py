@@ -125,10 +125,9 @@ class TorchFlavor:
             return module.eval()
         if fmt == "state_dict":
             try:
-                # trusted: weights_only=True unpickles tensors and plain containers only, never code
-                loaded: object = torch.load(
-                    io.BytesIO(bundle.read_bytes(STATE_FILE)), map_location="cpu", weights_only=True
-                )
+                state = io.BytesIO(bundle.read_bytes(STATE_FILE))
+                # weights_only=True unpickles tensors and plain containers only, never code:
+                loaded: object = torch.load(state, map_location="cpu", weights_only=True)  # trusted: tensors
             except pickle.UnpicklingError as exc:
                 raise UnsafeArtifact(
                     f"the state dict holds objects other than tensors, which Steward does not load: {exc}",
