@@ -19,6 +19,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from steward.core.names import NAME_PATTERN
 from steward.errors import InvalidInput
 
 REGION_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -55,6 +56,24 @@ class Settings(BaseSettings):
             ``<home>/keys/signing.key`` (mode 0600) unless set. It signs audit checkpoints and model
             manifests.
         audit_checkpoint_every: Sign an audit checkpoint every this many entries.
+        project: The project embedded mode and the SDK act in (``STEWARD_PROJECT``); every experiment,
+            model and dataset belongs to one.
+        max_request_bytes: The largest request body the server accepts (``STEWARD_MAX_REQUEST_BYTES``);
+            larger ones get 413.
+        oidc_issuer: The OpenID Connect identity provider whose bearer JWTs the server accepts
+            (``STEWARD_OIDC_ISSUER``, exactly the tokens' ``iss``); OIDC sign-in is off unless set.
+        oidc_audience: The ``aud`` tokens must carry (``STEWARD_OIDC_AUDIENCE``); required with an issuer.
+        oidc_jwks_url: Where the provider publishes its signing keys (``STEWARD_OIDC_JWKS_URL``); unless
+            set, the ``jwks_uri`` of ``<issuer>/.well-known/openid-configuration``.
+        oidc_groups_claim: The claim listing the user's groups (``STEWARD_OIDC_GROUPS_CLAIM``).
+        oidc_username_claim: The claim naming the user (``STEWARD_OIDC_USERNAME_CLAIM``); ``sub`` if absent.
+        oidc_group_roles: Steward roles per provider group (``STEWARD_OIDC_GROUP_ROLES``), as
+            ``group=project:role`` entries separated by ``;`` (``project`` ``*`` for the global roles
+            ``admin`` and ``auditor``), e.g. ``ml-team=churn:data-scientist;sec=*:auditor``.
+        oidc_algorithms: Comma-separated signature algorithms accepted (``STEWARD_OIDC_ALGORITHMS``);
+            asymmetric ones only (RS*, PS*, ES*, EdDSA).
+        oidc_leeway_seconds: Clock skew tolerated on ``exp``, ``nbf`` and ``iat``
+            (``STEWARD_OIDC_LEEWAY_SECONDS``).
     """
 
     model_config = SettingsConfigDict(env_prefix="STEWARD_", extra="ignore")
@@ -75,6 +94,16 @@ class Settings(BaseSettings):
     encryption_key_file: Path | None = None
     signing_key_file: Path | None = None
     audit_checkpoint_every: int = Field(default=1000, ge=1)
+    project: str = "default"
+    max_request_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
+    oidc_issuer: str | None = None
+    oidc_audience: str | None = None
+    oidc_jwks_url: str | None = None
+    oidc_groups_claim: str = "groups"
+    oidc_username_claim: str = "preferred_username"
+    oidc_group_roles: str | None = None
+    oidc_algorithms: str = "RS256,ES256"
+    oidc_leeway_seconds: int = Field(default=30, ge=0, le=300)
 
     @classmethod
     def settings_customise_sources(
@@ -103,6 +132,15 @@ class Settings(BaseSettings):
     def _check_region(cls, value: str | None) -> str | None:
         if value is not None and not REGION_PATTERN.match(value):
             raise ValueError("a region is 1-64 letters, digits, '.', '_' or '-'")
+        return value
+
+    @field_validator("project")
+    @classmethod
+    def _check_project(cls, value: str) -> str:
+        if not NAME_PATTERN.match(value):
+            raise ValueError(
+                "a project name is a letter or digit, then up to 127 letters, digits, '.', '_', '-'"
+            )
         return value
 
     @field_validator("allowed_regions")

@@ -70,7 +70,10 @@ def list_quarantine(
         known = ", ".join(s.value for s in QuarantineStatus)
         raise InvalidInput(f"unknown status {status!r}: use {known}", {"field": "status"}) from None
     with service.metadata.read() as conn:
-        return [repo.to_quarantined(r) for r in repo.quarantine_rows(conn, dataset_id, wanted)]
+        return [
+            repo.to_quarantined(r)
+            for r in repo.quarantine_rows(conn, service.platform.project, dataset_id, wanted)
+        ]
 
 
 def get_quarantined(service: DataService, batch_id: str) -> QuarantinedBatch:
@@ -80,7 +83,7 @@ def get_quarantined(service: DataService, batch_id: str) -> QuarantinedBatch:
         NotFound: If there is none with that id.
     """
     with service.metadata.read() as conn:
-        row = repo.quarantine_row(conn, batch_id)
+        row = repo.quarantine_row(conn, service.platform.project, batch_id)
     if row is None:
         raise NotFound(f"quarantined batch {batch_id!r} not found", {"field": "batch"})
     return repo.to_quarantined(row)

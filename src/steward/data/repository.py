@@ -13,9 +13,11 @@ from steward.data.models import DataFile, Dataset, DatasetVersion, QuarantinedBa
 from steward.store.tables import dataset_versions, datasets, lineage_edges, quarantined_batches
 
 
-def find_dataset(conn: Connection, name: str) -> Row[Any] | None:
-    """The dataset row called ``name``, or None."""
-    return conn.execute(select(datasets).where(datasets.c.name == name)).first()
+def find_dataset(conn: Connection, project: str, name: str) -> Row[Any] | None:
+    """The project's dataset row called ``name``, or None."""
+    return conn.execute(
+        select(datasets).where(datasets.c.project == project, datasets.c.name == name)
+    ).first()
 
 
 def lock_dataset(conn: Connection, dataset_id: str) -> None:
@@ -82,9 +84,9 @@ def version_stats(conn: Connection) -> dict[str, tuple[int, int]]:
     return {r[0]: (int(r[1]), int(r[2])) for r in conn.execute(query)}
 
 
-def list_dataset_rows(conn: Connection) -> list[Row[Any]]:
-    """Every dataset row, by name."""
-    return list(conn.execute(select(datasets).order_by(datasets.c.name)))
+def list_dataset_rows(conn: Connection, project: str) -> list[Row[Any]]:
+    """Every dataset row of ``project``, by name."""
+    return list(conn.execute(select(datasets).where(datasets.c.project == project).order_by(datasets.c.name)))
 
 
 def version_by_digest(conn: Connection, dataset_id: str, digest: str) -> Row[Any] | None:
@@ -105,35 +107,35 @@ def version_by_number(conn: Connection, dataset_id: str, number: int | None) -> 
     return conn.execute(query).first()
 
 
-def version_by_id(conn: Connection, version_id: str) -> Row[Any] | None:
-    """A version row with its dataset's name, by id."""
+def version_by_id(conn: Connection, project: str, version_id: str) -> Row[Any] | None:
+    """A version row of ``project`` with its dataset's name, by id."""
     query = (
         select(dataset_versions, datasets.c.name.label("dataset_name"))
         .join(datasets, datasets.c.id == dataset_versions.c.dataset_id)
-        .where(dataset_versions.c.id == version_id)
+        .where(dataset_versions.c.id == version_id, datasets.c.project == project)
     )
     return conn.execute(query).first()
 
 
-def datasets_of_versions(conn: Connection, version_ids: list[str]) -> list[Row[Any]]:
-    """The dataset rows (name, region, allowed_regions) of the versions with these ids."""
+def datasets_of_versions(conn: Connection, project: str, version_ids: list[str]) -> list[Row[Any]]:
+    """The dataset rows (name, region, allowed_regions) of the project's versions with these ids."""
     query = (
         select(datasets.c.name, datasets.c.region, datasets.c.allowed_regions)
         .join(dataset_versions, dataset_versions.c.dataset_id == datasets.c.id)
-        .where(dataset_versions.c.id.in_(version_ids))
+        .where(dataset_versions.c.id.in_(version_ids), datasets.c.project == project)
         .distinct()
     )
     return list(conn.execute(query))
 
 
-def version_ancestry(conn: Connection, version_id: str) -> list[Row[Any]]:
+def version_ancestry(conn: Connection, project: str, version_id: str) -> list[Row[Any]]:
     """A version and the versions it derives from, parent by parent (with dataset names), newest first."""
     chain: list[Row[Any]] = []
     seen: set[str] = set()
     current: str | None = version_id
     while current is not None and current not in seen:
         seen.add(current)
-        row = version_by_id(conn, current)
+        row = version_by_id(conn, project, current)
         if row is None:
             break
         chain.append(row)
@@ -141,15 +143,16 @@ def version_ancestry(conn: Connection, version_id: str) -> list[Row[Any]]:
     return chain
 
 
-def descendants(conn: Connection, version_id: str) -> list[Row[Any]]:
-    """Every version derived (directly or not) from a version, with dataset names, in breadth order."""
+def descendants(conn: Connection, project: str, version_id: str) -> list[Row[Any]]:
+    """Every version of ``project`` derived (directly or not) from a version, with dataset names, in
+    breadth order."""
     found: list[Row[Any]] = []
     frontier, seen = [version_id], {version_id}
     while frontier:
         query = (
             select(dataset_versions, datasets.c.name.label("dataset_name"))
             .join(datasets, datasets.c.id == dataset_versions.c.dataset_id)
-            .where(dataset_versions.c.parent_id.in_(frontier))
+            .where(dataset_versions.c.parent_id.in_(frontier), datasets.c.project == project)
             .order_by(dataset_versions.c.created_at)
         )
         rows = [r for r in conn.execute(query) if r.id not in seen]
@@ -208,11 +211,13 @@ def insert_quarantine(conn: Connection, values: Mapping[str, Any]) -> None:
 
 
 def quarantine_rows(
-    conn: Connection, dataset_id: str | None, status: QuarantineStatus | None
+    conn: Connection, project: str, dataset_id: str | None, status: QuarantineStatus | None
 ) -> list[Row[Any]]:
-    """Quarantined batches with their dataset's name, oldest first, optionally filtered."""
-    query = select(quarantined_batches, datasets.c.name.label("dataset_name")).join(
-        datasets, datasets.c.id == quarantined_batches.c.dataset_id
+    """The project's quarantined batches with their dataset's name, oldest first, optionally filtered."""
+    query = (
+        select(quarantined_batches, datasets.c.name.label("dataset_name"))
+        .join(datasets, datasets.c.id == quarantined_batches.c.dataset_id)
+        .where(datasets.c.project == project)
     )
     if dataset_id is not None:
         query = query.where(quarantined_batches.c.dataset_id == dataset_id)
@@ -221,12 +226,12 @@ def quarantine_rows(
     return list(conn.execute(query.order_by(quarantined_batches.c.created_at, quarantined_batches.c.id)))
 
 
-def quarantine_row(conn: Connection, batch_id: str) -> Row[Any] | None:
-    """One quarantined batch with its dataset's name, or None."""
+def quarantine_row(conn: Connection, project: str, batch_id: str) -> Row[Any] | None:
+    """One quarantined batch of ``project`` with its dataset's name, or None."""
     query = (
         select(quarantined_batches, datasets.c.name.label("dataset_name"))
         .join(datasets, datasets.c.id == quarantined_batches.c.dataset_id)
-        .where(quarantined_batches.c.id == batch_id)
+        .where(quarantined_batches.c.id == batch_id, datasets.c.project == project)
     )
     return conn.execute(query).first()
 

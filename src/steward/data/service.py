@@ -116,6 +116,7 @@ class DataService:
         listed = check_new_dataset(name, home, allowed_regions, self.platform.settings)
         values = {
             "id": new_id(),
+            "project": self.platform.project,
             "name": name,
             "description": description,
             "region": home,
@@ -150,7 +151,7 @@ class DataService:
         """
         validate_name(name, "dataset")
         with self.metadata.read() as conn:
-            row = repo.find_dataset(conn, name)
+            row = repo.find_dataset(conn, self.platform.project, name)
         if row is None:
             raise NotFound(f"dataset {name!r} not found", {"field": "dataset"})
         return row
@@ -169,7 +170,7 @@ class DataService:
     def list_datasets(self) -> list[Dataset]:
         """Return every dataset, by name."""
         with self.metadata.read() as conn:
-            rows = repo.list_dataset_rows(conn)
+            rows = repo.list_dataset_rows(conn, self.platform.project)
             stats = repo.version_stats(conn)
         return [repo.to_dataset(r, *stats.get(r.id, (None, 0))) for r in rows]
 
@@ -210,6 +211,8 @@ class DataService:
             resource_kind=kind,
             resource_id=resource,
             checkpoint=audit.checkpointer_for(self.platform.settings),
+            project=self.platform.project,
+            request_id=self.platform.request_id,
             **fields,
         )
 
@@ -241,7 +244,7 @@ class DataService:
     def get_version_by_id(self, version_id: str) -> DatasetVersion:
         """Return a version by its id (what lineage records)."""
         with self.metadata.read() as conn:
-            row = repo.version_by_id(conn, version_id)
+            row = repo.version_by_id(conn, self.platform.project, version_id)
         if row is None:
             raise NotFound(f"dataset version {version_id!r} not found", {"field": "version"})
         return repo.to_version(row, row.dataset_name)

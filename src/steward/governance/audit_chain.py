@@ -196,6 +196,7 @@ def append(
     before_digest: str | None = None,
     after_digest: str | None = None,
     checkpoint: Checkpointer | None = None,
+    project: str | None = None,
 ) -> AuditEntry:
     """Append one entry inside the caller's transaction (so it commits or rolls back with the change).
 
@@ -211,6 +212,8 @@ def append(
         before_digest: Digest of the resource before.
         after_digest: Digest of the resource after.
         checkpoint: Signs a checkpoint, in this transaction, when this entry completes its interval.
+        project: The project of the resource: kept in ``details`` (so the hash covers it) and in the
+            indexed ``project`` column that scopes reads.
 
     Returns:
         The entry written.
@@ -231,14 +234,18 @@ def append(
         "resource_kind": resource_kind,
         "resource_id": str(resource_id)[:256],
         "outcome": outcome,
-        "details": json.dumps(dict(details or {}), sort_keys=True, default=str),
+        "details": json.dumps(
+            {**(details or {}), "project": project} if project else dict(details or {}),
+            sort_keys=True,
+            default=str,
+        ),
         "request_id": request_id,
         "before_digest": before_digest,
         "after_digest": after_digest,
         "prev_hash": last.hash if last is not None else GENESIS,
     }
     values["hash"] = entry_hash(values)
-    conn.execute(insert(audit_log), values)
+    conn.execute(insert(audit_log), {**values, "project": project})
     if checkpoint is not None and checkpoint.due(values["seq"]):
         signed = checkpoint.sign(values["seq"], values["hash"])
         conn.execute(insert(audit_checkpoints), signed.to_json())
@@ -282,6 +289,7 @@ def entries(
     before: int | None = None,
     limit: int | None = None,
     newest_first: bool = False,
+    project: str | None = None,
 ) -> list[AuditEntry]:
     """Entries in ``seq`` order, optionally only those matching every filter given.
 
@@ -296,11 +304,12 @@ def entries(
         before: Only with a ``seq`` below this (to page back through the trail).
         limit: At most this many (the newest ones when ``newest_first``).
         newest_first: Highest ``seq`` first.
+        project: Only about this project's resources.
     """
     c = audit_log.c
     query = select(audit_log).order_by(c.seq.desc() if newest_first else c.seq)
     for column, value in ((c.resource_kind, resource_kind), (c.resource_id, resource_id),
-                          (c.action, action), (c.actor, actor)):  # fmt: skip
+                          (c.action, action), (c.actor, actor), (c.project, project)):  # fmt: skip
         if value is not None:
             query = query.where(column == value)
     if since is not None:

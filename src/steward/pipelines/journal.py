@@ -36,8 +36,9 @@ MAX_APPEND_ATTEMPTS = 50
 
 _t = tuning_journal.c
 # Built once: Optuna reads the journal before nearly every storage call, so these run very often.
-_READ = select(_t.log).where(_t.study == bindparam("study"), _t.seq >= bindparam("start")).order_by(_t.seq)
-_TOP = select(func.max(_t.seq)).where(_t.study == bindparam("study"))
+_STUDY = (_t.project == bindparam("project")) & (_t.study == bindparam("study"))
+_READ = select(_t.log).where(_STUDY, _t.seq >= bindparam("start")).order_by(_t.seq)
+_TOP = select(func.max(_t.seq)).where(_STUDY)
 _INSERT = insert(tuning_journal)
 
 
@@ -52,6 +53,7 @@ class DatabaseJournal(BaseJournalBackend):
     Args:
         store: The metadata database.
         study: The study's name; its log is kept apart from every other study's.
+        project: The project it belongs to (studies of the same name in two projects are two studies).
 
     Example::
 
@@ -59,14 +61,17 @@ class DatabaseJournal(BaseJournalBackend):
         study = optuna.create_study(storage=storage, study_name="churn-tune", load_if_exists=True)
     """
 
-    def __init__(self, store: MetadataStore, study: str) -> None:
+    def __init__(self, store: MetadataStore, study: str, project: str = "default") -> None:
         self.store = store
         self.study = study
+        self.project = project
 
     def read_logs(self, log_number_from: int) -> list[dict[str, Any]]:
         """Return the operations numbered ``log_number_from`` and after, in order."""
         with self.store.read() as conn:
-            texts = conn.execute(_READ, {"study": self.study, "start": log_number_from}).scalars()
+            texts = conn.execute(
+                _READ, {"project": self.project, "study": self.study, "start": log_number_from}
+            ).scalars()
             return [json.loads(text) for text in texts]
 
     def append_logs(self, logs: list[dict[str, Any]]) -> None:
@@ -85,7 +90,13 @@ class DatabaseJournal(BaseJournalBackend):
                     first = self._next_seq(conn)
                     stamp = now_ms()
                     rows = [
-                        {"study": self.study, "seq": first + i, "log": text, "created_at": stamp}
+                        {
+                            "project": self.project,
+                            "study": self.study,
+                            "seq": first + i,
+                            "log": text,
+                            "created_at": stamp,
+                        }
                         for i, text in enumerate(texts)
                     ]
                     conn.execute(_INSERT, rows)
@@ -102,29 +113,31 @@ class DatabaseJournal(BaseJournalBackend):
         )
 
     def _next_seq(self, conn: Connection) -> int:
-        top = conn.execute(_TOP, {"study": self.study}).scalar()
+        top = conn.execute(_TOP, {"project": self.project, "study": self.study}).scalar()
         return 0 if top is None else int(top) + 1
 
 
-def journal_storage(store: MetadataStore, study: str) -> JournalStorage:
-    """An Optuna storage holding the study ``study`` in the metadata database."""
-    return JournalStorage(DatabaseJournal(store, study))
+def journal_storage(store: MetadataStore, study: str, project: str = "default") -> JournalStorage:
+    """An Optuna storage holding the study ``study`` of ``project`` in the metadata database."""
+    return JournalStorage(DatabaseJournal(store, study, project))
 
 
-def study_exists(store: MetadataStore, study: str) -> bool:
-    """Whether a study of that name has a journal."""
+def study_exists(store: MetadataStore, study: str, project: str = "default") -> bool:
+    """Whether a study of that name has a journal in ``project``."""
     with store.read() as conn:
-        found = conn.execute(select(_t.seq).where(_t.study == study).limit(1)).first()
+        found = conn.execute(select(_t.seq).where(_t.project == project, _t.study == study).limit(1)).first()
     return found is not None
 
 
-def list_studies(store: MetadataStore) -> list[str]:
-    """The names of every study with a journal, sorted."""
+def list_studies(store: MetadataStore, project: str = "default") -> list[str]:
+    """The names of every study of ``project`` with a journal, sorted."""
     with store.read() as conn:
-        return list(conn.execute(select(_t.study).distinct().order_by(_t.study)).scalars())
+        query = select(_t.study).where(_t.project == project).distinct().order_by(_t.study)
+        return list(conn.execute(query).scalars())
 
 
-def delete_journal(store: MetadataStore, study: str) -> int:
-    """Forget a study (its trials' runs stay); return how many operations were deleted."""
+def delete_journal(store: MetadataStore, study: str, project: str = "default") -> int:
+    """Forget a study of ``project`` (its trials' runs stay); return how many operations were deleted."""
     with store.transaction() as conn:
-        return int(conn.execute(delete(tuning_journal).where(_t.study == study)).rowcount or 0)
+        done = conn.execute(delete(tuning_journal).where(_t.project == project, _t.study == study))
+        return int(done.rowcount or 0)

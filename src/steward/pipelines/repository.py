@@ -11,7 +11,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from steward.errors import NotFound
 from steward.pipelines.models import OutputRef, PipelineRunInfo, PipelineState, StepRun, StepState
-from steward.store.tables import lineage_edges, pipeline_runs, step_cache, step_runs
+from steward.store.tables import experiments, lineage_edges, pipeline_runs, runs, step_cache, step_runs
 
 _STEP_COLUMNS = (
     "status",
@@ -77,26 +77,40 @@ def finish_pipeline_run(conn: Connection, run_id: str, values: Mapping[str, Any]
     conn.execute(update(pipeline_runs).where(pipeline_runs.c.run_id == run_id).values(**values))
 
 
-def cached_outputs(conn: Connection, keys: Sequence[str]) -> dict[str, tuple[str, list[OutputRef]]]:
-    """For each known cache key: the step run that produced the outputs, and the outputs."""
+def _in_project(project: str) -> Any:
+    """The condition that a pipeline run's tracking run belongs to an experiment of ``project``."""
+    return pipeline_runs.c.run_id.in_(
+        select(runs.c.id)
+        .join(experiments, experiments.c.id == runs.c.experiment_id)
+        .where(experiments.c.project == project)
+    )
+
+
+def cached_outputs(
+    conn: Connection, project: str, keys: Sequence[str]
+) -> dict[str, tuple[str, list[OutputRef]]]:
+    """For each cache key known in ``project``: the step run that produced the outputs, and the outputs.
+
+    The cache is per project: a step never reuses the outputs another project's run produced.
+    """
     out: dict[str, tuple[str, list[OutputRef]]] = {}
     for start in range(0, len(keys), 500):
         chunk = list(keys[start : start + 500])
         query = select(step_cache.c.cache_key, step_cache.c.run_id, step_cache.c.outputs).where(
-            step_cache.c.cache_key.in_(chunk)
+            step_cache.c.cache_key.in_(chunk), step_cache.c.project == project
         )
         for key, run_id, outputs in conn.execute(query):
             out[key] = (run_id, [OutputRef.from_json(o) for o in json.loads(outputs)])
     return out
 
 
-def remember_outputs(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
-    """Record outputs by cache key (a key seen before keeps its first outputs)."""
+def remember_outputs(conn: Connection, project: str, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Record outputs by project and cache key (a key seen before keeps its first outputs)."""
     if not rows:
         return
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    statement = dialect.insert(step_cache).on_conflict_do_nothing(index_elements=["cache_key"])
-    conn.execute(statement, [dict(r) for r in rows])
+    statement = dialect.insert(step_cache).on_conflict_do_nothing(index_elements=["project", "cache_key"])
+    conn.execute(statement, [{**r, "project": project} for r in rows])
 
 
 def insert_edges(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
@@ -142,13 +156,15 @@ def _run_from_row(row: Any, steps: list[StepRun]) -> PipelineRunInfo:
     )
 
 
-def get_pipeline_run(conn: Connection, run_id: str) -> PipelineRunInfo:
-    """Return a pipeline run with its steps in order.
+def get_pipeline_run(conn: Connection, project: str, run_id: str) -> PipelineRunInfo:
+    """Return a pipeline run of ``project`` with its steps in order.
 
     Raises:
-        NotFound: If ``run_id`` is not a pipeline run.
+        NotFound: If ``run_id`` is not a pipeline run of the project.
     """
-    row = conn.execute(select(pipeline_runs).where(pipeline_runs.c.run_id == run_id)).first()
+    row = conn.execute(
+        select(pipeline_runs).where(pipeline_runs.c.run_id == run_id, _in_project(project))
+    ).first()
     if row is None:
         raise NotFound(f"no pipeline run {run_id!r}", {"field": "run_id"})
     steps = conn.execute(
@@ -157,9 +173,15 @@ def get_pipeline_run(conn: Connection, run_id: str) -> PipelineRunInfo:
     return _run_from_row(row, [_step_from_row(s) for s in steps])
 
 
-def list_pipeline_runs(conn: Connection, pipeline: str | None, limit: int) -> list[PipelineRunInfo]:
-    """The newest pipeline runs (of one pipeline, if named)."""
-    query = select(pipeline_runs).order_by(pipeline_runs.c.created_at.desc(), pipeline_runs.c.run_id.desc())
+def list_pipeline_runs(
+    conn: Connection, project: str, pipeline: str | None, limit: int
+) -> list[PipelineRunInfo]:
+    """The newest pipeline runs of ``project`` (of one pipeline, if named)."""
+    query = (
+        select(pipeline_runs)
+        .where(_in_project(project))
+        .order_by(pipeline_runs.c.created_at.desc(), pipeline_runs.c.run_id.desc())
+    )
     if pipeline is not None:
         query = query.where(pipeline_runs.c.pipeline == pipeline)
     rows = list(conn.execute(query.limit(limit)))
@@ -175,9 +197,11 @@ def list_pipeline_runs(conn: Connection, pipeline: str | None, limit: int) -> li
     return [_run_from_row(r, steps[r.run_id]) for r in rows]
 
 
-def step_of_run(conn: Connection, run_id: str) -> tuple[str, str] | None:
-    """For a step's child run id: (pipeline run id, node key), or None."""
+def step_of_run(conn: Connection, project: str, run_id: str) -> tuple[str, str] | None:
+    """For a step's child run id in ``project``: (pipeline run id, node key), or None."""
     row = conn.execute(
-        select(step_runs.c.pipeline_run_id, step_runs.c.key).where(step_runs.c.run_id == run_id)
+        select(step_runs.c.pipeline_run_id, step_runs.c.key)
+        .join(pipeline_runs, pipeline_runs.c.run_id == step_runs.c.pipeline_run_id)
+        .where(step_runs.c.run_id == run_id, _in_project(project))
     ).first()
     return None if row is None else (row[0], row[1])

@@ -152,7 +152,7 @@ class PipelineService:
             tracking_repo.end_runs(conn, batch.ended_runs)
             tracking_repo.upsert_artifacts(conn, batch.artifacts)
             repo.update_steps(conn, pipeline_run_id, batch.steps)
-            repo.remember_outputs(conn, batch.cache)
+            repo.remember_outputs(conn, self.platform.project, batch.cache)
             repo.insert_edges(conn, batch.edges)
 
     def finish(
@@ -182,7 +182,7 @@ class PipelineService:
         if not keys:
             return {}
         with self._db.read() as conn:
-            return repo.cached_outputs(conn, keys)
+            return repo.cached_outputs(conn, self.platform.project, keys)
 
     def get_run(self, run_id: str) -> PipelineRunInfo:
         """Return a pipeline run with its steps.
@@ -191,7 +191,7 @@ class PipelineService:
             NotFound: If there is no such pipeline run.
         """
         with self._db.read() as conn:
-            return repo.get_pipeline_run(conn, run_id)
+            return repo.get_pipeline_run(conn, self.platform.project, run_id)
 
     def list_runs(self, pipeline: str | None = None, limit: int = 50) -> list[PipelineRunInfo]:
         """The newest pipeline runs, of one pipeline if named.
@@ -202,9 +202,9 @@ class PipelineService:
         if not 1 <= limit <= MAX_LIST:
             raise InvalidInput(f"limit must be between 1 and {MAX_LIST}", {"field": "limit"})
         with self._db.read() as conn:
-            return repo.list_pipeline_runs(conn, pipeline, limit)
+            return repo.list_pipeline_runs(conn, self.platform.project, pipeline, limit)
 
     def step_of_run(self, run_id: str) -> tuple[str, str] | None:
         """For a step's child run: its pipeline run and node key."""
         with self._db.read() as conn:
-            return repo.step_of_run(conn, run_id)
+            return repo.step_of_run(conn, self.platform.project, run_id)

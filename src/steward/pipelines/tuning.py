@@ -712,8 +712,8 @@ def tune(
     study_name = validate_name(study or f"{target.name}-tune", "study")
     experiment_name = validate_name(experiment or target.name, "experiment")
 
-    store = sdk._service().platform.metadata  # the embedded platform: remote mode refuses here
-    storage = journal_storage(store, study_name)
+    platform = sdk._service().platform  # the embedded platform: remote mode refuses here
+    storage = journal_storage(platform.metadata, study_name, platform.project)
     with _quiet_optuna():
         existing = optuna.create_study(
             storage=storage, study_name=study_name, direction=chosen_direction, load_if_exists=True

@@ -21,7 +21,10 @@ from steward.store.tables import (
     registered_models,
 )
 
-_MODEL_BY_NAME = select(registered_models).where(registered_models.c.name == bindparam("name"))
+# Tenancy: models are found by project and name; everything else hangs off a model id found that way.
+_MODEL_BY_NAME = select(registered_models).where(
+    registered_models.c.project == bindparam("project"), registered_models.c.name == bindparam("name")
+)
 _VERSION_BY_NUMBER = select(model_versions).where(
     model_versions.c.model_id == bindparam("model_id"), model_versions.c.version == bindparam("version")
 )
@@ -40,9 +43,9 @@ _FORMATS_OF_VERSIONS = select(
 ).where(model_formats.c.version_id.in_(bindparam("ids", expanding=True)))
 
 
-def find_model(conn: Connection, name: str) -> Row[Any] | None:
-    """Return the registered model row called ``name``, or None."""
-    return conn.execute(_MODEL_BY_NAME, {"name": name}).first()
+def find_model(conn: Connection, project: str, name: str) -> Row[Any] | None:
+    """Return the project's registered model row called ``name``, or None."""
+    return conn.execute(_MODEL_BY_NAME, {"project": project, "name": name}).first()
 
 
 def lock_model(conn: Connection, model_id: str) -> None:
@@ -58,9 +61,10 @@ def insert_model(conn: Connection, values: Mapping[str, Any]) -> None:
     conn.execute(insert(registered_models), dict(values))
 
 
-def list_model_rows(conn: Connection) -> list[Row[Any]]:
-    """Every registered model row, by name."""
-    return list(conn.execute(select(registered_models).order_by(registered_models.c.name)))
+def list_model_rows(conn: Connection, project: str) -> list[Row[Any]]:
+    """Every registered model row of ``project``, by name."""
+    query = select(registered_models).where(registered_models.c.project == project)
+    return list(conn.execute(query.order_by(registered_models.c.name)))
 
 
 def version_numbers(conn: Connection, model_id: str) -> list[tuple[str, str | None]]:
@@ -253,8 +257,9 @@ def alias_events_of(conn: Connection, model_id: str, model: str, alias: str | No
     ]
 
 
-def models_trained_on(conn: Connection, dataset_version_id: str) -> list[Row[Any]]:
-    """Versions with a ``trained_on`` edge from the dataset version, with their model's name."""
+def models_trained_on(conn: Connection, project: str, dataset_version_id: str) -> list[Row[Any]]:
+    """The project's versions with a ``trained_on`` edge from the dataset version, with their model's
+    name."""
     query = (
         select(model_versions, registered_models.c.name.label("model_name"), lineage_edges.c.role)
         .join(lineage_edges, lineage_edges.c.target_id == model_versions.c.id)
@@ -264,6 +269,7 @@ def models_trained_on(conn: Connection, dataset_version_id: str) -> list[Row[Any
             lineage_edges.c.source_id == dataset_version_id,
             lineage_edges.c.target_kind == "model_version",
             lineage_edges.c.relation == "trained_on",
+            registered_models.c.project == project,
         )
         .order_by(registered_models.c.name, model_versions.c.created_at)
     )

@@ -2,23 +2,16 @@
 
 from __future__ import annotations
 
-import getpass
 import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from steward.config import Settings
+from steward.core.acting import current, os_user
 from steward.store.metadata import MetadataStore
 
 if TYPE_CHECKING:
     from steward.store.blobs import BlobStore
-
-
-def _os_user() -> str:
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return "unknown"
 
 
 @dataclass
@@ -28,12 +21,13 @@ class Platform:
     Args:
         settings: The resolved settings.
         metadata: The metadata database.
-        actor: Who acts (embedded mode acts as the OS user).
+        local_actor: Who acts when no request has set an identity (embedded mode: the OS user, whom
+            governance treats as ``admin``).
     """
 
     settings: Settings
     metadata: MetadataStore
-    actor: str = field(default_factory=_os_user)
+    local_actor: str = field(default_factory=os_user)
     _blobs: BlobStore | None = field(default=None, repr=False)
     _blob_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -41,6 +35,24 @@ class Platform:
     def from_settings(cls, settings: Settings) -> Platform:
         """Open the metadata store (migrating it if needed) named by ``settings``."""
         return cls(settings=settings, metadata=MetadataStore(settings.db_url))
+
+    @property
+    def actor(self) -> str:
+        """The acting identity's name, as audit entries and ``created_by`` columns record it."""
+        acting = current()
+        return acting.actor if acting is not None else self.local_actor
+
+    @property
+    def project(self) -> str:
+        """The project the acting identity works in: the request's, else the settings' ``project``."""
+        acting = current()
+        return acting.project if acting is not None else self.settings.project
+
+    @property
+    def request_id(self) -> str | None:
+        """The API request being served, if any."""
+        acting = current()
+        return acting.request_id if acting is not None else None
 
     @property
     def blobs(self) -> BlobStore:

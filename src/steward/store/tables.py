@@ -35,11 +35,12 @@ experiments = Table(
     "experiments",
     metadata,
     Column("id", String(32), primary_key=True),
+    Column("project", String(128), nullable=False, default="default"),
     Column("name", String(128), nullable=False),
     Column("description", Text, nullable=False, default=""),
     Column("created_at", BigInteger, nullable=False),
     Column("deleted_at", BigInteger, nullable=True),
-    UniqueConstraint("name"),
+    UniqueConstraint("project", "name", name="uq_experiments_project_name"),
 )
 
 runs = Table(
@@ -134,11 +135,12 @@ registered_models = Table(
     "registered_models",
     metadata,
     Column("id", String(32), primary_key=True),
+    Column("project", String(128), nullable=False, default="default"),
     Column("name", String(128), nullable=False),
     Column("description", Text, nullable=False, default=""),
     Column("created_at", BigInteger, nullable=False),
     Column("created_by", String(256), nullable=False, default=""),
-    UniqueConstraint("name"),
+    UniqueConstraint("project", "name", name="uq_registered_models_project_name"),
 )
 
 model_versions = Table(
@@ -158,10 +160,13 @@ model_versions = Table(
     Column("created_by", String(256), nullable=False, default=""),
     Column("archived_at", BigInteger, nullable=True),
     Column("archived_reason", Text, nullable=False, default=""),
+    Column("signature", String(128), nullable=True),
+    Column("signing_key_id", String(16), nullable=True),
     UniqueConstraint("model_id", "version"),
     Index("ix_model_versions_run", "run_id"),
 )
-"""One row per version; ``manifest`` is the JSON copy of the bundle's ``steward-model.yaml`` blob."""
+"""One row per version; ``manifest`` is the JSON copy of the bundle's ``steward-model.yaml`` blob;
+``signature`` the platform key's (``signing_key_id``) Ed25519 signature (hex) over its manifest."""
 
 model_formats = Table(
     "model_formats",
@@ -232,6 +237,7 @@ datasets = Table(
     "datasets",
     metadata,
     Column("id", String(32), primary_key=True),
+    Column("project", String(128), nullable=False, default="default"),
     Column("name", String(128), nullable=False),
     Column("description", Text, nullable=False, default=""),
     Column("region", String(64), nullable=False),
@@ -240,7 +246,7 @@ datasets = Table(
     Column("privacy", Text, nullable=True),
     Column("created_at", BigInteger, nullable=False),
     Column("created_by", String(256), nullable=False, default=""),
-    UniqueConstraint("name"),
+    UniqueConstraint("project", "name", name="uq_datasets_project_name"),
 )
 """A named dataset; ``expectations`` is the JSON of its ``DatasetSchema``, checked on every ingestion;
 ``allowed_regions`` the JSON list of regions its data may reside in (None: its own ``region``);
@@ -306,8 +312,10 @@ audit_log = Table(
     Column("after_digest", String(64), nullable=True),
     Column("prev_hash", String(64), nullable=False),
     Column("hash", String(64), nullable=False),
+    Column("project", String(128), nullable=True),
     UniqueConstraint("id", name="uq_audit_log_id"),
     Index("ix_audit_log_resource", "resource_kind", "resource_id"),
+    Index("ix_audit_log_project", "project", "seq"),
 )
 """The audit trail: one row per state change (or refusal), each carrying the hash of the one before."""
 
@@ -355,6 +363,7 @@ step_runs = Table(
 step_cache = Table(
     "step_cache",
     metadata,
+    Column("project", String(128), primary_key=True, default="default"),
     Column("cache_key", String(64), primary_key=True),
     Column("step", String(256), nullable=False),
     Column("run_id", String(32), ForeignKey("runs.id"), nullable=False),
@@ -366,6 +375,7 @@ step_cache = Table(
 tuning_journal = Table(
     "tuning_journal",
     metadata,
+    Column("project", String(128), primary_key=True, default="default"),
     Column("study", String(128), primary_key=True),
     Column("seq", BigInteger, primary_key=True, autoincrement=False),
     Column("log", Text, nullable=False),
@@ -384,3 +394,116 @@ audit_checkpoints = Table(
 )
 """Signed checkpoints of the audit trail: every N entries, the Ed25519 signature (hex) of the key
 ``key_id`` over ``steward-audit-checkpoint\\n{seq}\\n{hash}``, written with the entry ``seq``."""
+
+# -- identity and tenancy -------------------------------------------------------------------------
+
+projects = Table(
+    "projects",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("name", String(128), nullable=False),
+    Column("description", Text, nullable=False, default=""),
+    Column("created_at", BigInteger, nullable=False),
+    Column("created_by", String(256), nullable=False, default=""),
+    UniqueConstraint("name"),
+)
+"""Tenants: every experiment, model and dataset belongs to one (by name, in its ``project`` column)."""
+
+principals = Table(
+    "principals",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("name", String(128), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("display_name", String(256), nullable=False, default=""),
+    Column("email", String(256), nullable=False, default=""),
+    Column("global_role", String(32), nullable=True),
+    Column("created_at", BigInteger, nullable=False),
+    Column("created_by", String(256), nullable=False, default=""),
+    Column("disabled_at", BigInteger, nullable=True),
+    UniqueConstraint("name"),
+)
+"""Users (``kind`` ``user``) and service accounts (``service``); ``global_role`` (``admin``, ``auditor``)
+applies in every project."""
+
+memberships = Table(
+    "memberships",
+    metadata,
+    Column("project_id", String(32), ForeignKey("projects.id"), primary_key=True),
+    Column("principal_id", String(32), ForeignKey("principals.id"), primary_key=True),
+    Column("role", String(32), primary_key=True),
+    Column("added_at", BigInteger, nullable=False),
+    Column("added_by", String(256), nullable=False, default=""),
+    Index("ix_memberships_principal", "principal_id"),
+)
+"""Who may act in which project, with which roles (one row per role)."""
+
+api_tokens = Table(
+    "api_tokens",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("principal_id", String(32), ForeignKey("principals.id"), nullable=True),
+    Column("token_hash", String(64), nullable=False),
+    Column("purpose", String(16), nullable=False, default="api"),
+    Column("name", String(128), nullable=False, default=""),
+    Column("scopes", Text, nullable=True),
+    Column("created_at", BigInteger, nullable=False),
+    Column("created_by", String(256), nullable=False, default=""),
+    Column("expires_at", BigInteger, nullable=True),
+    Column("revoked_at", BigInteger, nullable=True),
+    Column("last_used_at", BigInteger, nullable=True),
+    UniqueConstraint("token_hash"),
+)
+"""API tokens, stored only as the SHA-256 of the secret; ``scopes`` (JSON list of permissions, None for
+all the principal's) narrows what a token may do; ``purpose`` ``bootstrap`` marks the one-time token
+that creates the first admin (it has no principal)."""
+
+# -- policy gates and approvals -------------------------------------------------------------------
+
+policies = Table(
+    "policies",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("project", String(128), nullable=False),
+    Column("name", String(128), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("document", Text, nullable=False),
+    Column("digest", String(64), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("created_by", String(256), nullable=False, default=""),
+    Column("retired_at", BigInteger, nullable=True),
+    UniqueConstraint("project", "name", "version", name="uq_policies_version"),
+)
+"""Policy documents (the YAML source as given), every edit a new ``version``; the newest unretired
+version of each name is in force."""
+
+approval_requests = Table(
+    "approval_requests",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("project", String(128), nullable=False),
+    Column("model_id", String(32), ForeignKey("registered_models.id"), nullable=False),
+    Column("version_id", String(32), ForeignKey("model_versions.id"), nullable=False),
+    Column("alias", String(128), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("required", Integer, nullable=False, default=1),
+    Column("policy", Text, nullable=True),
+    Column("requested_by", String(256), nullable=False),
+    Column("requested_at", BigInteger, nullable=False),
+    Column("reason", Text, nullable=False, default=""),
+    Column("resolved_at", BigInteger, nullable=True),
+    Index("ix_approval_requests_status", "project", "status"),
+)
+"""Requests to move a protected alias: ``pending`` until enough approvals (``required``) or one
+rejection; ``policy`` is the JSON of the policies (name, version) that asked for it."""
+
+approval_decisions = Table(
+    "approval_decisions",
+    metadata,
+    Column("request_id", String(32), ForeignKey("approval_requests.id"), primary_key=True),
+    Column("approver", String(256), primary_key=True),
+    Column("decision", String(16), nullable=False),
+    Column("comment", Text, nullable=False, default=""),
+    Column("at", BigInteger, nullable=False),
+)
+"""One decision (``approve`` or ``reject``) per approver per request."""

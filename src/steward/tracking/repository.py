@@ -34,11 +34,17 @@ from steward.tracking.models import Artifact, Experiment, MetricSeries, Run, Run
 from steward.tracking.search import ATTRIBUTES, Expr, Field, to_sql
 
 # Hot statements are built once: constructing a SELECT costs ~4x more than executing a cached one.
-_EXPERIMENT_BY_NAME = select(experiments).where(experiments.c.name == bindparam("name"))
-_EXPERIMENT_BY_ID = select(experiments).where(experiments.c.id == bindparam("id"))
+# Tenancy: every read of an experiment or a run names the acting project in its WHERE clause.
+_IN_PROJECT = experiments.c.project == bindparam("project")
+_EXPERIMENT_BY_NAME = select(experiments).where(experiments.c.name == bindparam("name"), _IN_PROJECT)
+_EXPERIMENT_BY_ID = select(experiments).where(experiments.c.id == bindparam("id"), _IN_PROJECT)
 _INSERT_EXPERIMENT = insert(experiments)
 _INSERT_RUN = insert(runs)
-_RUN_BY_ID = select(runs).where(runs.c.id == bindparam("run_id"))
+_RUN_BY_ID = (
+    select(runs)
+    .join(experiments, experiments.c.id == runs.c.experiment_id)
+    .where(runs.c.id == bindparam("run_id"), _IN_PROJECT)
+)
 _UPDATE_RUN = update(runs).where(runs.c.id == bindparam("target_id"))
 _RUN_IS_WRITABLE = exists().where(
     runs.c.id == bindparam("run_id", type_=String), runs.c.status == "RUNNING", runs.c.deleted_at.is_(None)
@@ -135,11 +141,11 @@ def experiment_from_row(row: Row[Any]) -> Experiment:
     return Experiment(row.id, row.name, row.description, created, row.deleted_at is not None)
 
 
-def find_experiment(conn: Connection, name_or_id: str) -> Experiment | None:
-    """Return the experiment with that name (or else that id), or ``None``."""
-    row = conn.execute(_EXPERIMENT_BY_NAME, {"name": name_or_id}).first()
+def find_experiment(conn: Connection, project: str, name_or_id: str) -> Experiment | None:
+    """Return the project's experiment with that name (or else that id), or ``None``."""
+    row = conn.execute(_EXPERIMENT_BY_NAME, {"name": name_or_id, "project": project}).first()
     if row is None:
-        row = conn.execute(_EXPERIMENT_BY_ID, {"id": name_or_id}).first()
+        row = conn.execute(_EXPERIMENT_BY_ID, {"id": name_or_id, "project": project}).first()
     return experiment_from_row(row) if row else None
 
 
@@ -148,9 +154,13 @@ def insert_experiment(conn: Connection, values: Mapping[str, Any]) -> None:
     conn.execute(_INSERT_EXPERIMENT, dict(values))
 
 
-def list_experiments(conn: Connection, include_deleted: bool) -> list[Experiment]:
-    """Return experiments, oldest first."""
-    query = select(experiments).order_by(experiments.c.created_at, experiments.c.id)
+def list_experiments(conn: Connection, project: str, include_deleted: bool) -> list[Experiment]:
+    """Return the project's experiments, oldest first."""
+    query = (
+        select(experiments)
+        .where(experiments.c.project == project)
+        .order_by(experiments.c.created_at, experiments.c.id)
+    )
     if not include_deleted:
         query = query.where(experiments.c.deleted_at.is_(None))
     return [experiment_from_row(row) for row in conn.execute(query)]
@@ -161,26 +171,26 @@ def insert_run(conn: Connection, values: Mapping[str, Any]) -> None:
     conn.execute(_INSERT_RUN, dict(values))
 
 
-def run_row(conn: Connection, run_id: str) -> Row[Any]:
-    """Return the ``runs`` row of ``run_id``.
+def run_row(conn: Connection, run_id: str, project: str) -> Row[Any]:
+    """Return the ``runs`` row of ``run_id`` if its experiment is in ``project``.
 
     Raises:
-        NotFound: If there is no such run.
+        NotFound: If there is no such run in the project (another project's runs are not visible).
     """
-    row = conn.execute(_RUN_BY_ID, {"run_id": run_id}).first()
+    row = conn.execute(_RUN_BY_ID, {"run_id": run_id, "project": project}).first()
     if row is None:
         raise NotFound(f"run {run_id!r} not found", {"field": "run_id", "run_id": run_id})
     return row
 
 
-def writable_run(conn: Connection, run_id: str, what: str) -> Row[Any]:
-    """Return the run row if it can still be written to.
+def writable_run(conn: Connection, run_id: str, project: str, what: str) -> Row[Any]:
+    """Return the run row if it is in ``project`` and can still be written to.
 
     Raises:
-        NotFound: If there is no such run.
+        NotFound: If there is no such run in the project.
         Conflict: If it has ended or is deleted; the message names ``what`` was being written.
     """
-    row = run_row(conn, run_id)
+    row = run_row(conn, run_id, project)
     if row.deleted_at is not None:
         raise Conflict(f"run {run_id} is deleted: cannot log {what}", {"field": "run_id", "run_id": run_id})
     if row.status != RunStatus.RUNNING:
@@ -260,7 +270,7 @@ def update_run(conn: Connection, run_id: str, values: Mapping[str, Any]) -> None
     conn.execute(_UPDATE_RUN, {"target_id": run_id, **values})
 
 
-def end_writable_run(conn: Connection, run_id: str, values: Mapping[str, Any]) -> None:
+def end_writable_run(conn: Connection, run_id: str, project: str, values: Mapping[str, Any]) -> None:
     """Set the end columns of a RUNNING, undeleted run in one statement.
 
     Raises:
@@ -268,11 +278,11 @@ def end_writable_run(conn: Connection, run_id: str, values: Mapping[str, Any]) -
         Conflict: If it has already ended or is deleted.
     """
     if conn.execute(_END_RUNNING_RUN, {"target_id": run_id, **values}).rowcount != 1:
-        writable_run(conn, run_id, "its end")
+        writable_run(conn, run_id, project, "its end")
         raise Conflict(f"run {run_id} changed while ending it", {"field": "run_id", "run_id": run_id})
 
 
-def insert_params(conn: Connection, run_id: str, values: Mapping[str, str]) -> None:
+def insert_params(conn: Connection, run_id: str, project: str, values: Mapping[str, str]) -> None:
     """Record parameters of a writable run, refusing a key already logged with another value.
 
     Raises:
@@ -280,14 +290,14 @@ def insert_params(conn: Connection, run_id: str, values: Mapping[str, str]) -> N
         Conflict: If the run has ended or is deleted, or naming the first clashing ``params.<key>``.
     """
     if not values:
-        writable_run(conn, run_id, "params")
+        writable_run(conn, run_id, project, "params")
         return
     rows = [{"run_id": run_id, "key": k, "value": v} for k, v in values.items()]
     inserted = conn.execute(_statement(conn, "params"), rows).rowcount
     if inserted == len(rows):
         return  # every key was new, so nothing can clash (drivers that cannot count report -1)
     # Nothing or not everything was inserted: the run is not writable, or keys were logged before.
-    writable_run(conn, run_id, "params")
+    writable_run(conn, run_id, project, "params")
     for key, value in conn.execute(_PARAMS_OF_RUN, {"run_id": run_id}):
         if key in values and value != values[key]:
             raise Conflict(

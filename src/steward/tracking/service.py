@@ -38,8 +38,10 @@ class TrackingService:
         self._db = platform.metadata
         self._environments: set[str] = set()
         self._env_lock = threading.Lock()
-        # Experiments are never renamed or removed, so a found one can be remembered by name.
-        self._experiments: dict[str, Experiment] = {}
+        # Experiments are never renamed or removed, so a found one can be remembered by project and name.
+        self._experiments: dict[tuple[str, str], Experiment] = {}
+        # Runs never change project: (project, run id) pairs already checked to be visible.
+        self._visible_runs: set[tuple[str, str]] = set()
         self._last_environment: tuple[Mapping[str, str], str, str, int] | None = None
 
     # -- experiments -------------------------------------------------------------------------------
@@ -52,7 +54,8 @@ class TrackingService:
             AlreadyExists: If an experiment has that name.
         """
         validate_name(name, "experiment")
-        values = {"id": new_id(), "name": name, "description": description, "created_at": now_ms()}
+        values = {"id": new_id(), "project": self.platform.project, "name": name, "description": description,
+                  "created_at": now_ms()}  # fmt: skip
         try:
             with self._db.transaction() as conn:
                 repo.insert_experiment(conn, values)
@@ -67,14 +70,15 @@ class TrackingService:
             NotFound: If there is none.
         """
         with self._db.read() as conn:
-            found = repo.find_experiment(conn, name_or_id)
+            found = repo.find_experiment(conn, self.platform.project, name_or_id)
         if found is None:
             raise NotFound(f"experiment {name_or_id!r} not found", {"field": "experiment"})
         return found
 
     def get_or_create_experiment(self, name: str) -> Experiment:
         """Return the experiment called ``name``, creating it first if needed (safe under races)."""
-        known = self._experiments.get(name)
+        key = (self.platform.project, name)
+        known = self._experiments.get(key)
         if known is not None:
             return known
         try:
@@ -85,15 +89,29 @@ class TrackingService:
             except AlreadyExists:
                 found = self.get_experiment(name)
         if found.name == name:
-            self._experiments[name] = found
+            self._experiments[key] = found
         return found
 
     def list_experiments(self, include_deleted: bool = False) -> list[Experiment]:
         """Return experiments, oldest first."""
         with self._db.read() as conn:
-            return repo.list_experiments(conn, include_deleted)
+            return repo.list_experiments(conn, self.platform.project, include_deleted)
 
     # -- runs --------------------------------------------------------------------------------------
+
+    def check_visible(self, conn: Any, run_id: str) -> None:
+        """Raise ``NotFound`` unless ``run_id`` is a run of the acting project (remembered once seen).
+
+        Writes that do not read the run's row first (params, the run's end) call this, so that no
+        project can write to another's runs.
+        """
+        key = (self.platform.project, run_id)
+        if key in self._visible_runs:
+            return
+        repo.run_row(conn, run_id, key[0])
+        if len(self._visible_runs) > 100_000:
+            self._visible_runs.clear()
+        self._visible_runs.add(key)
 
     def _store_environment(self, system: SystemInfo) -> tuple[str, int] | None:
         """Store the Python version and package list as a blob once; return its digest and size."""
@@ -162,7 +180,7 @@ class TrackingService:
         }
         with self._db.transaction() as conn:
             if parent_run_id is not None:
-                repo.run_row(conn, parent_run_id)
+                repo.run_row(conn, parent_run_id, self.platform.project)
             repo.insert_run(conn, values)
             repo.upsert_tags(conn, run_id, tag_values)
             if environment is not None:
@@ -187,7 +205,7 @@ class TrackingService:
             NotFound: If there is no such run.
         """
         with self._db.read() as conn:
-            return repo.load_runs(conn, [repo.run_row(conn, run_id)])[0]
+            return repo.load_runs(conn, [repo.run_row(conn, run_id, self.platform.project)])[0]
 
     def end_run(
         self,
@@ -209,8 +227,9 @@ class TrackingService:
             raise InvalidInput("a run ends as FINISHED, FAILED or KILLED", {"field": "status"})
         checked = self._checked_series(metrics)
         with self._db.transaction() as conn:
+            self.check_visible(conn, run_id)
             change = {"status": status.value, "end_time": now_ms(), "error": (error or None)}
-            repo.end_writable_run(conn, run_id, change)
+            repo.end_writable_run(conn, run_id, self.platform.project, change)
             repo.insert_metric_series(conn, run_id, checked)
 
     def log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
@@ -222,7 +241,8 @@ class TrackingService:
         """
         values = {key: param_text(key, value) for key, value in params.items()}
         with self._db.transaction() as conn:
-            repo.insert_params(conn, run_id, values)
+            self.check_visible(conn, run_id)
+            repo.insert_params(conn, run_id, self.platform.project, values)
 
     def set_tags(self, run_id: str, tags: Mapping[str, Any]) -> None:
         """Set tags (allowed on ended runs too, to annotate them afterwards).
@@ -232,7 +252,7 @@ class TrackingService:
         """
         values = {key: tag_text(key, value) for key, value in tags.items()}
         with self._db.transaction() as conn:
-            repo.run_row(conn, run_id)
+            repo.run_row(conn, run_id, self.platform.project)
             repo.upsert_tags(conn, run_id, values)
 
     def log_metrics(self, run_id: str, series: Sequence[MetricSeries]) -> int:
@@ -244,7 +264,7 @@ class TrackingService:
         """
         checked = self._checked_series(series)
         with self._db.transaction() as conn:
-            repo.writable_run(conn, run_id, "metrics")
+            repo.writable_run(conn, run_id, self.platform.project, "metrics")
             return repo.insert_metric_series(conn, run_id, checked)
 
     @staticmethod
@@ -266,7 +286,7 @@ class TrackingService:
         """
         validate_key(key, "metrics")
         with self._db.read() as conn:
-            repo.run_row(conn, run_id)
+            repo.run_row(conn, run_id, self.platform.project)
             history = repo.metric_history(conn, run_id, key)
         if history is None:
             raise NotFound(f"run {run_id} has no metric {key!r}", {"field": f"metrics.{key}"})
@@ -283,7 +303,7 @@ class TrackingService:
             "created_at": now_ms(),
         }
         with self._db.transaction() as conn:
-            repo.writable_run(conn, run_id, "artifacts")
+            repo.writable_run(conn, run_id, self.platform.project, "artifacts")
             repo.upsert_artifact(conn, values)
         created = from_ms(values["created_at"])
         assert created is not None
@@ -301,7 +321,7 @@ class TrackingService:
         if not local_path.is_file():
             raise InvalidInput(f"no such file: {local_path}", {"field": "local_path"})
         with self._db.read() as conn:
-            repo.writable_run(conn, run_id, "artifacts")
+            repo.writable_run(conn, run_id, self.platform.project, "artifacts")
         ref = self.platform.blobs.put_file(local_path)
         return self._record_artifact(run_id, artifact_path, ref.digest, ref.size)
 
@@ -309,7 +329,7 @@ class TrackingService:
         """Store bytes as an artifact of the run."""
         artifact_path = check_artifact_path(artifact_path)
         with self._db.read() as conn:
-            repo.writable_run(conn, run_id, "artifacts")
+            repo.writable_run(conn, run_id, self.platform.project, "artifacts")
         ref = self.platform.blobs.put_bytes(data)
         return self._record_artifact(run_id, artifact_path, ref.digest, ref.size)
 
@@ -317,14 +337,14 @@ class TrackingService:
         """Store a binary stream (hashed while read) as an artifact of the run."""
         artifact_path = check_artifact_path(artifact_path)
         with self._db.read() as conn:
-            repo.writable_run(conn, run_id, "artifacts")
+            repo.writable_run(conn, run_id, self.platform.project, "artifacts")
         ref = self.platform.blobs.put_stream(stream)
         return self._record_artifact(run_id, artifact_path, ref.digest, ref.size)
 
     def list_artifacts(self, run_id: str) -> list[Artifact]:
         """Return the run's artifacts sorted by path."""
         with self._db.read() as conn:
-            repo.run_row(conn, run_id)
+            repo.run_row(conn, run_id, self.platform.project)
             return repo.list_artifacts(conn, run_id)
 
     def get_artifact(self, run_id: str, artifact_path: str) -> Artifact:
@@ -391,7 +411,7 @@ class TrackingService:
         with self._db.read() as conn:
             ids = []
             for name in experiments:
-                found = repo.find_experiment(conn, name)
+                found = repo.find_experiment(conn, self.platform.project, name)
                 if found is None:
                     raise NotFound(f"experiment {name!r} not found", {"field": "experiment"})
                 ids.append(found.id)
@@ -405,7 +425,7 @@ class TrackingService:
             Conflict: If it is already deleted.
         """
         with self._db.transaction() as conn:
-            row = repo.run_row(conn, run_id)
+            row = repo.run_row(conn, run_id, self.platform.project)
             if row.deleted_at is not None:
                 raise Conflict(f"run {run_id} is already deleted", {"field": "run_id"})
             repo.update_run(conn, run_id, {"deleted_at": now_ms()})
@@ -418,7 +438,7 @@ class TrackingService:
             Conflict: If it is not deleted.
         """
         with self._db.transaction() as conn:
-            row = repo.run_row(conn, run_id)
+            row = repo.run_row(conn, run_id, self.platform.project)
             if row.deleted_at is None:
                 raise Conflict(f"run {run_id} is not deleted", {"field": "run_id"})
             repo.update_run(conn, run_id, {"deleted_at": None})
