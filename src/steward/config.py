@@ -37,7 +37,8 @@ class Settings(BaseSettings):
         db: SQLAlchemy URL of the metadata store (``STEWARD_DB``); SQLite in ``home`` by default.
         artifacts: fsspec URL of the blob store root (``STEWARD_ARTIFACTS``): ``file://…`` or ``s3://…``.
         uri: A Steward server (``STEWARD_URI``, ``http(s)://…``); when set, the SDK talks HTTP to it.
-        token: Bearer token sent to the server (``STEWARD_TOKEN``); never logged.
+        token: Bearer token sent to the server (``STEWARD_TOKEN``); when unset, ``steward.connect`` uses
+            the token ``steward login`` stored for ``uri`` in ``<home>/credentials.json``; never logged.
         region: The data-residency region this installation runs in (``STEWARD_REGION``).
         artifacts_region: The region of the artifact store's location (``STEWARD_ARTIFACTS_REGION``);
             ``region`` unless set. Data and models are written only where their region rules allow.
@@ -58,6 +59,8 @@ class Settings(BaseSettings):
         audit_checkpoint_every: Sign an audit checkpoint every this many entries.
         project: The project embedded mode and the SDK act in (``STEWARD_PROJECT``); every experiment,
             model and dataset belongs to one.
+        auth: Whether the API server makes every request authenticate (``STEWARD_AUTH``; ``steward
+            server --auth``).
         max_request_bytes: The largest request body the server accepts (``STEWARD_MAX_REQUEST_BYTES``);
             larger ones get 413.
         oidc_issuer: The OpenID Connect identity provider whose bearer JWTs the server accepts
@@ -95,6 +98,7 @@ class Settings(BaseSettings):
     signing_key_file: Path | None = None
     audit_checkpoint_every: int = Field(default=1000, ge=1)
     project: str = "default"
+    auth: bool = False
     max_request_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
     oidc_issuer: str | None = None
     oidc_audience: str | None = None

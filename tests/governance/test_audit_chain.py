@@ -184,7 +184,7 @@ def test_an_entry_appended_past_a_gap_is_named(store: MetadataStore, signer: sig
     sql(
         store,
         "INSERT INTO audit_log SELECT seq + 10, 'forged', at, actor, action, resource_kind, resource_id, "
-        "outcome, details, request_id, before_digest, after_digest, prev_hash, hash "
+        "outcome, details, request_id, before_digest, after_digest, prev_hash, hash, project "
         "FROM audit_log WHERE seq = 3",
     )
     assert_bad(check(store, signer.public_key), 13, Reason.SEQ_GAP)

@@ -10,16 +10,23 @@ from fastapi import FastAPI
 from starlette.responses import Response
 
 from steward.api.audit import router as audit_router
+from steward.api.auth import public
 from steward.api.data import router as data_router
 from steward.api.deps import API_PREFIX
 from steward.api.docs import install_docs
 from steward.api.errors import install_error_handling
+from steward.api.guard import Gatekeeper
+from steward.api.identity import identity_service_of
+from steward.api.identity import router as identity_router
+from steward.api.limits import BodyLimitMiddleware
+from steward.api.model_signing import router as model_signing_router
 from steward.api.pipelines import router as pipelines_router
 from steward.api.registry import router as registry_router
 from steward.api.responses import OrjsonResponse
 from steward.api.tracking import router as tracking_router
 from steward.config import Settings, load_settings
 from steward.data.service import DataService
+from steward.governance.oidc import OidcVerifier
 from steward.pipelines.service import PipelineService
 from steward.registry.service import RegistryService
 from steward.store.platform import Platform
@@ -39,8 +46,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the Steward API app on the stores named by ``settings``.
 
     The metadata store is opened (and migrated) here; ``app.state`` holds ``settings``, ``platform``,
-    ``tracking``, ``registry``, ``data`` and ``pipelines``. The platform's connections are released when
-    the app shuts down. OpenAPI docs are at ``/docs`` and the schema at ``/openapi.json``.
+    ``tracking``, ``registry``, ``data``, ``pipelines``, ``identity`` and ``guard``. The platform's
+    connections are released when the app shuts down. OpenAPI docs are at ``/docs`` and the schema at
+    ``/openapi.json``. With ``settings.auth`` every route but health, docs and the bootstrap exchange
+    needs a bearer token (``steward.api.auth``); request bodies over ``settings.max_request_bytes`` get
+    413.
 
     Args:
         settings: Where the metadata and artifacts live; from the environment and ``steward.toml`` if
@@ -77,12 +87,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.registry = RegistryService(platform, app.state.tracking)
     app.state.data = DataService(platform)
     app.state.pipelines = PipelineService(platform, app.state.tracking)
+    app.state.guard = Gatekeeper(
+        platform, identity_service_of(app.state), settings.auth, OidcVerifier.from_settings(settings)
+    )
     install_error_handling(app)
+    app.add_middleware(BodyLimitMiddleware, limit=settings.max_request_bytes)
     install_docs(app)
-    app.add_api_route(f"{API_PREFIX}/health", health, methods=["GET"], tags=["health"], summary="Liveness")
+    app.add_api_route(
+        f"{API_PREFIX}/health", health, methods=["GET"], tags=["health"], summary="Liveness",
+        dependencies=[public()],
+    )  # fmt: skip
     app.include_router(tracking_router)
     app.include_router(registry_router)
+    app.include_router(model_signing_router)
     app.include_router(data_router)
     app.include_router(pipelines_router)
     app.include_router(audit_router)
+    app.include_router(identity_router)
     return app

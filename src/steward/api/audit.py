@@ -25,10 +25,12 @@ from typing import Annotated, Any, cast
 
 from fastapi import APIRouter, Depends, Query, Request
 
+from steward.api.auth import requires
 from steward.api.deps import API_PREFIX
 from steward.errors import NotFound
 from steward.governance import signing
 from steward.governance.audit import MAX_LIMIT, AuditService
+from steward.governance.context import current_identity
 
 router = APIRouter(prefix=API_PREFIX, tags=["audit"])
 
@@ -48,7 +50,7 @@ Audit = Annotated[AuditService, Depends(get_audit)]
 """A route parameter annotated ``Audit`` receives the app's ``AuditService``."""
 
 
-@router.get("/audit", summary="List audit entries, newest first")
+@router.get("/audit", dependencies=[requires("audit:read")], summary="List audit entries, newest first")
 def list_entries(
     audit: Audit,
     actor: _Text = None,
@@ -60,34 +62,42 @@ def list_entries(
     before: Annotated[int | None, Query(ge=1, description="Only entries with a lower seq (paging)")] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 100,
 ) -> dict[str, Any]:
-    """The newest entries matching every filter given."""
-    # permission: audit.read
+    """The newest entries of the request's project matching every filter given (with the platform-wide
+    entries of no project for holders of a global role)."""
+    identity = current_identity()
     found = audit.log(
         actor=actor, resource_kind=resource_kind, resource_id=resource_id, action=action,
-        since=since, until=until, before=before, limit=limit,
+        since=since, until=until, before=before, limit=limit, project=audit.platform.project,
+        with_unscoped=bool(identity.global_roles),
     )  # fmt: skip
     next_before = found[-1].seq if len(found) == limit and found[-1].seq > 1 else None
     return {"entries": [entry.to_json() for entry in found], "next_before": next_before}
 
 
-@router.get("/audit/verify", summary="Verify the audit trail's hash chain and signed checkpoints")
+@router.get(
+    "/audit/verify",
+    dependencies=[requires("audit:read")],
+    summary="Verify the audit trail's hash chain and signed checkpoints",
+)
 def verify_trail(
     audit: Audit,
     strict: Annotated[bool, Query(description="Also fail where a checkpoint is due but missing")] = False,
 ) -> dict[str, Any]:
     """Walk the whole trail against the platform's public key; name the first bad entry and why."""
-    # permission: audit.read
     return audit.verify(strict=strict).to_json()
 
 
-@router.get("/audit/public-key", summary="The public key audit checkpoints are signed with")
+@router.get(
+    "/audit/public-key",
+    dependencies=[requires("audit:read")],
+    summary="The public key audit checkpoints are signed with",
+)
 def public_key(audit: Audit) -> dict[str, str]:
     """The platform's public key (PEM) and its id, to verify exports elsewhere.
 
     Raises:
         NotFound: The platform has no signing key yet.
     """
-    # permission: audit.read
     key = audit.public_key()
     if key is None:
         raise NotFound("this platform has no signing key yet: one is made with the first signed checkpoint")

@@ -24,12 +24,14 @@ from typing import Any, Protocol
 
 from fastapi import Depends, Request
 from fastapi.params import Depends as DependsParam
+from fastapi.routing import APIRoute
 from starlette.concurrency import run_in_threadpool
 
 from steward.core.acting import Acting, set_current
 from steward.core.names import NAME_PATTERN
 from steward.errors import Forbidden, InvalidInput, StewardError, Unauthenticated
 from steward.governance.context import Identity, local_identity
+from steward.governance.oidc import MAX_TOKEN_BYTES
 from steward.governance.rbac import check_permission
 
 PROJECT_HEADER = "x-steward-project"
@@ -72,7 +74,7 @@ def _bearer(request: Request) -> str:
         raise Unauthenticated("this server needs a bearer token (steward login, or STEWARD_TOKEN)")
     scheme, _, credential = header.partition(" ")
     credential = credential.strip()
-    if scheme.lower() != "bearer" or not credential or len(credential) > 8192:
+    if scheme.lower() != "bearer" or not credential or len(credential) > MAX_TOKEN_BYTES:
         raise Unauthenticated("the Authorization header must be 'Bearer <token>'")
     return credential
 
@@ -160,3 +162,23 @@ def permission_of(dependant_calls: list[Callable[..., Any]]) -> str | None:
         if isinstance(found, str):
             return found
     return None
+
+
+def api_routes(app: Any) -> list[APIRoute]:
+    """Every ``APIRoute`` of ``app``, through the routers it includes (FastAPI keeps those apart)."""
+    found: list[APIRoute] = []
+
+    def walk(routes: Any) -> None:
+        for route in routes:
+            if isinstance(route, APIRoute):
+                found.append(route)
+            elif hasattr(route, "original_router"):
+                walk(route.original_router.routes)
+
+    walk(app.routes)
+    return found
+
+
+def route_permission(route: APIRoute) -> str | None:
+    """The permission ``route`` declares (``public``, ``authenticated`` or ``resource:action``), if any."""
+    return permission_of([d.call for d in route.dependant.dependencies if d.call is not None])

@@ -62,6 +62,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response, StreamingResponse
 
+from steward.api.auth import requires
 from steward.api.deps import API_PREFIX, Data
 from steward.api.errors import ResponseAbortedError
 from steward.data.models import DataFile, IngestResult, QuarantineStatus
@@ -188,13 +189,13 @@ def _number(number: str) -> int | None:
 # -- datasets ---------------------------------------------------------------------------------------
 
 
-@router.get("/datasets", summary="List datasets")
+@router.get("/datasets", dependencies=[requires("data:read")], summary="List datasets")
 def list_datasets(data: Data) -> Response:
     """Return ``{"datasets": [...]}`` by name, each with its highest version number."""
     return _json({"datasets": [d.to_json() for d in data.list_datasets()]})
 
 
-@router.post("/datasets", status_code=201, summary="Create a dataset")
+@router.post("/datasets", dependencies=[requires("data:write")], status_code=201, summary="Create a dataset")
 def create_dataset(body: DatasetIn, data: Data) -> Response:
     """Create a dataset; 409 if the name is taken, 400 for a bad name, expectations, policy or region."""
     found = data.create_dataset(
@@ -208,25 +209,33 @@ def create_dataset(body: DatasetIn, data: Data) -> Response:
     return _json(found.to_json(), 201)
 
 
-@router.get(_DATASET, summary="Get a dataset")
+@router.get(_DATASET, dependencies=[requires("data:read")], summary="Get a dataset")
 def get_dataset(name: str, data: Data) -> Response:
     """Return a dataset with its highest version number; 404 if there is none."""
     return _json(data.get_dataset(name).to_json())
 
 
-@router.put(f"{_DATASET}/expectations", summary="Replace a dataset's expectations")
+@router.put(
+    f"{_DATASET}/expectations",
+    dependencies=[requires("data:write")],
+    summary="Replace a dataset's expectations",
+)
 def set_expectations(name: str, body: ExpectationsIn, data: Data) -> Response:
     """Replace the checks every later ingestion is held to (``null``: none) and return the dataset."""
     return _json(data.set_expectations(name, body.expectations).to_json())
 
 
-@router.put(f"{_DATASET}/privacy", summary="Replace a dataset's privacy policy")
+@router.put(
+    f"{_DATASET}/privacy", dependencies=[requires("data:write")], summary="Replace a dataset's privacy policy"
+)
 def set_privacy(name: str, body: PrivacyIn, data: Data) -> Response:
     """Replace the policy ``protect`` applies by default (``null``: none) and return the dataset."""
     return _json(data.set_privacy(name, body.privacy).to_json())
 
 
-@router.get(f"{_DATASET}/residency", summary="Where a dataset may reside")
+@router.get(
+    f"{_DATASET}/residency", dependencies=[requires("data:read")], summary="Where a dataset may reside"
+)
 def residency(name: str, data: Data) -> Response:
     """Return ``{"dataset", "region", "allowed"}``: the regions its data may be written to."""
     return _json(data.residency(name).to_dict())
@@ -280,7 +289,12 @@ def _finish(spool: IO[bytes], rest: bytes) -> None:
     spool.flush()
 
 
-@router.post(f"{_DATASET}/ingest", summary="Ingest an uploaded Parquet batch", openapi_extra=_PARQUET_BODY)
+@router.post(
+    f"{_DATASET}/ingest",
+    dependencies=[requires("data:write")],
+    summary="Ingest an uploaded Parquet batch",
+    openapi_extra=_PARQUET_BODY,
+)
 async def ingest(
     name: str,
     request: Request,
@@ -312,19 +326,21 @@ async def ingest(
 # -- versions ---------------------------------------------------------------------------------------
 
 
-@router.get(f"{_DATASET}/versions", summary="List a dataset's versions")
+@router.get(f"{_DATASET}/versions", dependencies=[requires("data:read")], summary="List a dataset's versions")
 def list_versions(name: str, data: Data) -> Response:
     """Return ``{"versions": [...]}``, oldest first."""
     return _json({"versions": [v.to_json() for v in data.list_versions(name)]})
 
 
-@router.get(_VERSION, summary="Get a version")
+@router.get(_VERSION, dependencies=[requires("data:read")], summary="Get a version")
 def get_version(name: str, number: str, data: Data) -> Response:
     """Return version ``number`` (or ``latest``); 404 if the dataset or version does not exist."""
     return _json(data.get_version(name, _number(number)).to_json())
 
 
-@router.get("/dataset-versions/{version_id:path}", summary="Get a version by id")
+@router.get(
+    "/dataset-versions/{version_id:path}", dependencies=[requires("data:read")], summary="Get a version by id"
+)
 def get_version_by_id(version_id: str, data: Data) -> Response:
     """Return the version with this id (what lineage records); 404 if there is none."""
     return _json(data.get_version_by_id(version_id).to_json())
@@ -367,6 +383,7 @@ def _file_chunks(stream: IO[bytes]) -> Iterator[bytes]:
 
 @router.get(
     f"{_VERSION}/data",
+    dependencies=[requires("data:read")],
     summary="Download a version's data (Parquet)",
     response_class=StreamingResponse,
     responses=_PARQUET_ANSWER,
@@ -382,7 +399,11 @@ def read_data(name: str, number: str, data: Data, columns: _Columns = None) -> R
     return _table_file(data.read_table(version, columns))
 
 
-@router.post(f"{_VERSION}/validate", summary="Check a version against expectations")
+@router.post(
+    f"{_VERSION}/validate",
+    dependencies=[requires("data:read")],
+    summary="Check a version against expectations",
+)
 def validate_version(name: str, number: str, data: Data, body: ExpectationsIn | None = None) -> Response:
     """Run ``expectations`` (the dataset's own if omitted) over a stored version; publish nothing.
 
@@ -392,7 +413,9 @@ def validate_version(name: str, number: str, data: Data, body: ExpectationsIn | 
     return _json(data.validate_version(name, expectations, _number(number)).to_dict())
 
 
-@router.post(f"{_VERSION}/scan", summary="Scan a version for personal data")
+@router.post(
+    f"{_VERSION}/scan", dependencies=[requires("data:write")], summary="Scan a version for personal data"
+)
 def scan(name: str, number: str, data: Data, body: ScanIn | None = None) -> Response:
     """Scan a version, record its PII findings and return ``{"version", "findings"}``."""
     options = body or ScanIn()
@@ -402,7 +425,11 @@ def scan(name: str, number: str, data: Data, body: ScanIn | None = None) -> Resp
     return _json({"version": version.to_json(), "findings": [f.to_dict() for f in findings]})
 
 
-@router.post(f"{_VERSION}/protect", summary="Publish a privacy-protected copy of a version")
+@router.post(
+    f"{_VERSION}/protect",
+    dependencies=[requires("data:write")],
+    summary="Publish a privacy-protected copy of a version",
+)
 def protect(name: str, number: str, data: Data, body: ProtectIn | None = None) -> Response:
     """Apply ``policy`` (the dataset's own if omitted) and return the new version, whose parent is this one.
 
@@ -413,13 +440,15 @@ def protect(name: str, number: str, data: Data, body: ProtectIn | None = None) -
     return _json(found.to_json())
 
 
-@router.post(f"{_VERSION}/k-anonymity", summary="Measure a version's k-anonymity")
+@router.post(
+    f"{_VERSION}/k-anonymity", dependencies=[requires("data:read")], summary="Measure a version's k-anonymity"
+)
 def k_anonymity(name: str, number: str, body: KAnonymityIn, data: Data) -> Response:
     """Return the size of the smallest group of rows sharing the quasi-identifiers; 400 for an unknown one."""
     return _json(data.k_anonymity(name, body.quasi_identifiers, _number(number)).to_dict())
 
 
-@router.get(f"{_DATASET}/diff", summary="Compare two versions")
+@router.get(f"{_DATASET}/diff", dependencies=[requires("data:read")], summary="Compare two versions")
 def diff(
     name: str,
     data: Data,
@@ -434,26 +463,32 @@ def diff(
 # -- quarantine -------------------------------------------------------------------------------------
 
 
-@router.get("/quarantine", summary="List quarantined batches")
+@router.get("/quarantine", dependencies=[requires("data:read")], summary="List quarantined batches")
 def list_quarantine(data: Data, dataset: str | None = None, status: _QuarantineState = "HELD") -> Response:
     """Return ``{"batches": [...]}``, oldest first: HELD ones by default, ``status=all`` for every one."""
     wanted = None if status == "all" else QuarantineStatus(status)
     return _json({"batches": [b.to_json() for b in data.list_quarantine(dataset, wanted)]})
 
 
-@router.get("/quarantine/{batch_id}", summary="Get a quarantined batch")
+@router.get("/quarantine/{batch_id}", dependencies=[requires("data:read")], summary="Get a quarantined batch")
 def get_quarantined(batch_id: str, data: Data) -> Response:
     """Return one batch with its validation report; 404 if there is none."""
     return _json(data.get_quarantined(batch_id).to_json())
 
 
-@router.post("/quarantine/{batch_id}/release", summary="Publish a quarantined batch anyway")
+@router.post(
+    "/quarantine/{batch_id}/release",
+    dependencies=[requires("data:release")],
+    summary="Publish a quarantined batch anyway",
+)
 def release(batch_id: str, data: Data, body: ReasonIn | None = None) -> Response:
     """Publish a HELD batch as it is and return the version; 409 if it was released or dropped."""
     return _json(data.release(batch_id, body.reason if body is not None else "").to_json())
 
 
-@router.post("/quarantine/{batch_id}/drop", summary="Drop a quarantined batch")
+@router.post(
+    "/quarantine/{batch_id}/drop", dependencies=[requires("data:release")], summary="Drop a quarantined batch"
+)
 def drop(batch_id: str, data: Data, body: ReasonIn | None = None) -> Response:
     """Mark a HELD batch dropped and return it; 409 if it was released or dropped."""
     return _json(data.drop(batch_id, body.reason if body is not None else "").to_json())

@@ -7,6 +7,8 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.staticfiles import StaticFiles
 from starlette.responses import HTMLResponse
 
+from steward.api.auth import public
+
 STATIC_PREFIX = "/static/swagger"
 
 
@@ -29,4 +31,4 @@ def install_docs(app: FastAPI, openapi_url: str = "/openapi.json") -> None:
             swagger_favicon_url=f"{STATIC_PREFIX}/favicon-32x32.png",
         )
 
-    app.add_api_route("/docs", docs, methods=["GET"], include_in_schema=False)
+    app.add_api_route("/docs", docs, methods=["GET"], include_in_schema=False, dependencies=[public()])

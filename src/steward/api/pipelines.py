@@ -23,6 +23,7 @@ from typing import Any
 
 from fastapi import APIRouter
 
+from steward.api.auth import requires
 from steward.api.deps import API_PREFIX, Pipelines
 from steward.api.responses import OrjsonResponse
 from steward.pipelines.models import PipelineRunInfo, StepRun
@@ -44,20 +45,26 @@ def _run(info: PipelineRunInfo, full: bool) -> dict[str, Any]:
     return out
 
 
-@router.get("/pipeline-runs", summary="List pipeline runs")
+@router.get("/pipeline-runs", dependencies=[requires("pipelines:read")], summary="List pipeline runs")
 def list_pipeline_runs(pipelines: Pipelines, pipeline: str | None = None, limit: int = 50) -> OrjsonResponse:
     """Return ``{"runs": [...]}``, newest first, of one pipeline if named; 400 unless 1 <= limit <= 1000."""
     found = pipelines.list_runs(pipeline, limit)
     return OrjsonResponse({"runs": [_run(info, full=False) for info in found]})
 
 
-@router.get("/pipeline-runs/{run_id}", summary="Get a pipeline run")
+@router.get(
+    "/pipeline-runs/{run_id}", dependencies=[requires("pipelines:read")], summary="Get a pipeline run"
+)
 def get_pipeline_run(run_id: str, pipelines: Pipelines) -> OrjsonResponse:
     """Return the pipeline run with its steps in full; 404 if ``run_id`` is not a pipeline run."""
     return OrjsonResponse(_run(pipelines.get_run(run_id), full=True))
 
 
-@router.get("/pipeline-runs/{run_id}/steps", summary="List a pipeline run's steps")
+@router.get(
+    "/pipeline-runs/{run_id}/steps",
+    dependencies=[requires("pipelines:read")],
+    summary="List a pipeline run's steps",
+)
 def list_pipeline_steps(run_id: str, pipelines: Pipelines) -> OrjsonResponse:
     """Return ``{"steps": [...]}``: state, attempts, times, cache source, error and host of each step."""
     info = pipelines.get_run(run_id)

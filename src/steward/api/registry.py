@@ -45,6 +45,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
+from steward.api.auth import requires
 from steward.api.deps import API_PREFIX, Registry
 from steward.api.responses import OrjsonResponse
 from steward.registry.models import PRIMARY_FORMAT, ModelFile, VersionSpec
@@ -139,6 +140,7 @@ def _files(files: list[FileIn]) -> list[ModelFile]:
 
 @router.post(
     "/models/{name}/files",
+    dependencies=[requires("models:write")],
     status_code=201,
     summary="Upload a bundle file (raw bytes)",
     openapi_extra=_BINARY_BODY,
@@ -176,14 +178,24 @@ def _finish(spool: IO[bytes], rest: bytes) -> None:
     spool.flush()
 
 
-@router.post("/models/{name}/versions", status_code=201, summary="Register a version")
+@router.post(
+    "/models/{name}/versions",
+    dependencies=[requires("models:write")],
+    status_code=201,
+    summary="Register a version",
+)
 def create_version(name: str, body: VersionIn, registry: Registry) -> Response:
     """Register a version of ``name`` (created if new) from uploaded files; 409 for a taken version."""
     spec = VersionSpec.from_json(body.model_dump())
     return _json(registry.create_version(name, spec).to_json(), 201)
 
 
-@router.post(f"{_VERSION}/formats/{{format_name}}", status_code=201, summary="Attach a further format")
+@router.post(
+    f"{_VERSION}/formats/{{format_name}}",
+    dependencies=[requires("models:write")],
+    status_code=201,
+    summary="Attach a further format",
+)
 def add_format(name: str, version: str, format_name: str, body: FormatIn, registry: Registry) -> Response:
     """Attach a further format (``onnx`` …) to a version; 409 if it already has one of that name."""
     found = registry.add_format(name, version, format_name, body.flavor, body.options, _files(body.files))
@@ -193,31 +205,33 @@ def add_format(name: str, version: str, format_name: str, body: FormatIn, regist
 # -- reading ----------------------------------------------------------------------------------------
 
 
-@router.get("/models", summary="List registered models")
+@router.get("/models", dependencies=[requires("models:read")], summary="List registered models")
 def list_models(registry: Registry) -> Response:
     """Return ``{"models": [...]}`` by name."""
     return _json({"models": [m.to_json() for m in registry.list_models()]})
 
 
-@router.get("/models/{name}", summary="Get a registered model")
+@router.get("/models/{name}", dependencies=[requires("models:read")], summary="Get a registered model")
 def get_model(name: str, registry: Registry) -> Response:
     """Return the model with its highest version and aliases; 404 if there is none."""
     return _json(registry.get_model(name).to_json())
 
 
-@router.get("/models/{name}/versions", summary="List a model's versions")
+@router.get(
+    "/models/{name}/versions", dependencies=[requires("models:read")], summary="List a model's versions"
+)
 def list_versions(name: str, registry: Registry) -> Response:
     """Return ``{"versions": [...]}``, lowest first by SemVer precedence."""
     return _json({"versions": [v.to_json() for v in registry.list_versions(name)]})
 
 
-@router.get(_VERSION, summary="Get a version")
+@router.get(_VERSION, dependencies=[requires("models:read")], summary="Get a version")
 def get_version(name: str, version: str, registry: Registry) -> Response:
     """Return one version; 404 if the model or version does not exist, 400 for a malformed version."""
     return _json(registry.get_version(name, version).to_json())
 
 
-@router.get("/resolve", summary="Resolve a models:/ reference")
+@router.get("/resolve", dependencies=[requires("models:read")], summary="Resolve a models:/ reference")
 def resolve(uri: str, registry: Registry) -> Response:
     """Resolve ``models:/name/1.2.0``, ``models:/name@alias`` or ``models:/name`` to a version."""
     return _json(registry.resolve(uri).to_json())
@@ -232,6 +246,7 @@ def _read_file(registry: RegistryService, name: str, version: str, path: str, fm
 
 @router.get(
     f"{_VERSION}/files/{{path:path}}",
+    dependencies=[requires("models:read")],
     summary="Download a bundle file",
     response_class=Response,
     responses={200: {"content": {"application/octet-stream": {}}, "headers": {"X-Steward-Digest": {}}}},
@@ -247,33 +262,44 @@ def read_file(
 # -- aliases and status -----------------------------------------------------------------------------
 
 
-@router.get("/models/{name}/aliases/history", summary="Alias history")
+@router.get("/models/{name}/aliases/history", dependencies=[requires("models:read")], summary="Alias history")
 def alias_history(name: str, registry: Registry, alias: str | None = None) -> Response:
     """Return ``{"events": [...]}``: every move of the model's aliases (or of ``alias``), oldest first."""
     return _json({"events": [e.to_json() for e in registry.alias_history(name, alias)]})
 
 
-@router.put("/models/{name}/aliases/{alias}", summary="Point an alias at a version")
+@router.put(
+    "/models/{name}/aliases/{alias}",
+    dependencies=[requires("models:promote")],
+    summary="Point an alias at a version",
+)
 def set_alias(name: str, alias: str, body: AliasIn, registry: Registry) -> Response:
     """Move ``alias`` to ``version`` atomically and return the version; 409 if it is archived."""
     return _json(registry.set_alias(name, alias, body.version, body.reason).to_json())
 
 
-@router.delete("/models/{name}/aliases/{alias}", status_code=204, summary="Remove an alias")
+@router.delete(
+    "/models/{name}/aliases/{alias}",
+    dependencies=[requires("models:promote")],
+    status_code=204,
+    summary="Remove an alias",
+)
 def delete_alias(name: str, alias: str, registry: Registry, reason: str = "") -> Response:
     """Remove an alias, recording who and why; 404 if it does not exist."""
     registry.delete_alias(name, alias, reason)
     return Response(status_code=204)
 
 
-@router.post(f"{_VERSION}/archive", summary="Archive a version")
+@router.post(f"{_VERSION}/archive", dependencies=[requires("models:write")], summary="Archive a version")
 def archive_version(name: str, version: str, registry: Registry, body: ReasonIn | None = None) -> Response:
     """Archive a version; 409 while an alias points at it."""
     reason = body.reason if body is not None else ""
     return _json(registry.archive_version(name, version, reason).to_json())
 
 
-@router.post(f"{_VERSION}/restore", summary="Restore an archived version")
+@router.post(
+    f"{_VERSION}/restore", dependencies=[requires("models:write")], summary="Restore an archived version"
+)
 def restore_version(name: str, version: str, registry: Registry) -> Response:
     """Make an archived version READY again."""
     return _json(registry.restore_version(name, version).to_json())
@@ -282,19 +308,25 @@ def restore_version(name: str, version: str, registry: Registry) -> Response:
 # -- lineage and cards ------------------------------------------------------------------------------
 
 
-@router.get(f"{_VERSION}/lineage", summary="Lineage of a version")
+@router.get(f"{_VERSION}/lineage", dependencies=[requires("models:read")], summary="Lineage of a version")
 def model_lineage(name: str, version: str, registry: Registry) -> Response:
     """Return the chain behind a version: its run (params, metrics, code commit) and dataset versions."""
     return _json(registry.model_lineage(name, version))
 
 
-@router.get("/lineage/datasets/{dataset_id:path}", summary="Models trained on a dataset version")
+@router.get(
+    "/lineage/datasets/{dataset_id:path}",
+    dependencies=[requires("models:read")],
+    summary="Models trained on a dataset version",
+)
 def dataset_lineage(dataset_id: str, registry: Registry) -> Response:
     """Return ``{"models": [...]}``: every model version trained on the dataset version."""
     return _json({"models": registry.dataset_lineage(dataset_id)})
 
 
-@router.put(f"{_VERSION}/card", summary="Write a version's model card")
+@router.put(
+    f"{_VERSION}/card", dependencies=[requires("models:write")], summary="Write a version's model card"
+)
 def save_card(name: str, version: str, body: CardIn, registry: Registry) -> Response:
     """Render and store the card from recorded facts plus ``fields``; return the fields and digests."""
     return _json(registry.save_card(name, version, body.fields))
@@ -302,6 +334,7 @@ def save_card(name: str, version: str, body: CardIn, registry: Registry) -> Resp
 
 @router.get(
     f"{_VERSION}/card",
+    dependencies=[requires("models:read")],
     summary="Read a version's model card",
     response_class=Response,
     responses={200: {"content": {"text/markdown": {}, "text/html": {}}}},

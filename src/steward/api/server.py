@@ -19,7 +19,9 @@ from steward.config import Settings
 # What ``Settings`` knows that worker processes must see too; the token is a client credential.
 _WORKER_SETTINGS = (
     "home", "db", "artifacts", "region", "artifacts_region", "allowed_regions", "privacy_secret",
-    "s3_endpoint_url",
+    "s3_endpoint_url", "project", "auth", "max_request_bytes", "encryption_key", "encryption_key_file",
+    "signing_key_file", "audit_checkpoint_every", "oidc_issuer", "oidc_audience", "oidc_jwks_url",
+    "oidc_groups_claim", "oidc_username_claim", "oidc_group_roles", "oidc_algorithms", "oidc_leeway_seconds",
 )  # fmt: skip
 
 KEEP_ALIVE_SECONDS = 65
@@ -46,6 +48,8 @@ def serve(
     port: int = 8080,
     workers: int = 1,
     log_level: str = "info",
+    tls_cert: str | None = None,
+    tls_key: str | None = None,
 ) -> None:
     """Run the Steward API until interrupted.
 
@@ -58,6 +62,8 @@ def serve(
         port: TCP port to listen on.
         workers: Number of worker processes.
         log_level: uvicorn's log level (``critical`` … ``trace``).
+        tls_cert: A PEM certificate (chain) file: serve HTTPS with it and ``tls_key``.
+        tls_key: The certificate's PEM private key file.
 
     Raises:
         InvalidInput: For malformed settings.
@@ -84,4 +90,6 @@ def serve(
         log_level=log_level,
         ws="none",  # no websocket routes; this also skips importing websockets' deprecated legacy API
         timeout_keep_alive=KEEP_ALIVE_SECONDS,
+        ssl_certfile=tls_cert,
+        ssl_keyfile=tls_key,
     )

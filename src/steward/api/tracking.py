@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response, StreamingResponse
 
+from steward.api.auth import requires
 from steward.api.deps import API_PREFIX, Tracking
 from steward.api.errors import ResponseAbortedError
 from steward.api.responses import OrjsonResponse
@@ -131,20 +132,26 @@ def _json(content: Any, status_code: int = 200) -> OrjsonResponse:
 # -- experiments ------------------------------------------------------------------------------------
 
 
-@router.post("/experiments", status_code=201, summary="Create an experiment")
+@router.post(
+    "/experiments", dependencies=[requires("tracking:write")], status_code=201, summary="Create an experiment"
+)
 def create_experiment(body: ExperimentIn, tracking: Tracking) -> Response:
     """Create an experiment; 409 if the name is taken, 400 if it is not a valid name."""
     return _json(tracking.create_experiment(body.name, body.description).to_json(), 201)
 
 
-@router.get("/experiments", summary="List experiments")
+@router.get("/experiments", dependencies=[requires("tracking:read")], summary="List experiments")
 def list_experiments(tracking: Tracking, include_deleted: bool = False) -> Response:
     """Return ``{"experiments": [...]}``, oldest first."""
     found = tracking.list_experiments(include_deleted)
     return _json({"experiments": [e.to_json() for e in found]})
 
 
-@router.get("/experiments/{name_or_id}", summary="Get an experiment by name or id")
+@router.get(
+    "/experiments/{name_or_id}",
+    dependencies=[requires("tracking:read")],
+    summary="Get an experiment by name or id",
+)
 def get_experiment(name_or_id: str, tracking: Tracking) -> Response:
     """Return the experiment; 404 if there is none."""
     return _json(tracking.get_experiment(name_or_id).to_json())
@@ -153,7 +160,7 @@ def get_experiment(name_or_id: str, tracking: Tracking) -> Response:
 # -- runs -------------------------------------------------------------------------------------------
 
 
-@router.post("/runs", status_code=201, summary="Start a run")
+@router.post("/runs", dependencies=[requires("tracking:write")], status_code=201, summary="Start a run")
 def create_run(body: RunIn, tracking: Tracking) -> Response:
     """Start a RUNNING run in ``experiment`` (created if missing)."""
     system = SystemInfo(**body.system.model_dump()) if body.system else None
@@ -161,7 +168,7 @@ def create_run(body: RunIn, tracking: Tracking) -> Response:
     return _json(run.to_json(), 201)
 
 
-@router.post("/runs/search", summary="Search runs")
+@router.post("/runs/search", dependencies=[requires("tracking:read")], summary="Search runs")
 def search_runs(body: SearchIn, tracking: Tracking) -> Response:
     """Return ``{"runs": [...]}`` of the named experiments matching ``filter``, sorted by ``order_by``."""
     runs = tracking.search_runs(
@@ -170,41 +177,60 @@ def search_runs(body: SearchIn, tracking: Tracking) -> Response:
     return _json({"runs": [r.to_json() for r in runs]})
 
 
-@router.get("/runs/{run_id}", summary="Get a run")
+@router.get("/runs/{run_id}", dependencies=[requires("tracking:read")], summary="Get a run")
 def get_run(run_id: str, tracking: Tracking) -> Response:
     """Return the run with its params, tags and latest metrics."""
     return _json(tracking.get_run(run_id).to_json())
 
 
-@router.post("/runs/{run_id}/end", status_code=204, summary="End a run")
+@router.post(
+    "/runs/{run_id}/end", dependencies=[requires("tracking:write")], status_code=204, summary="End a run"
+)
 def end_run(run_id: str, body: EndRunIn, tracking: Tracking) -> Response:
     """End a RUNNING run as FINISHED, FAILED or KILLED; 409 if it already ended."""
     tracking.end_run(run_id, body.status, body.error)
     return Response(status_code=204)
 
 
-@router.post("/runs/{run_id}/params", status_code=204, summary="Log parameters")
+@router.post(
+    "/runs/{run_id}/params",
+    dependencies=[requires("tracking:write")],
+    status_code=204,
+    summary="Log parameters",
+)
 def log_params(run_id: str, body: ParamsIn, tracking: Tracking) -> Response:
     """Record parameters; 409 if a key was logged before with another value or the run has ended."""
     tracking.log_params(run_id, body.params)
     return Response(status_code=204)
 
 
-@router.post("/runs/{run_id}/tags", status_code=204, summary="Set tags")
+@router.post(
+    "/runs/{run_id}/tags", dependencies=[requires("tracking:write")], status_code=204, summary="Set tags"
+)
 def set_tags(run_id: str, body: TagsIn, tracking: Tracking) -> Response:
     """Set (or overwrite) tags, on running and ended runs alike."""
     tracking.set_tags(run_id, body.tags)
     return Response(status_code=204)
 
 
-@router.delete("/runs/{run_id}", status_code=204, summary="Delete a run (soft)")
+@router.delete(
+    "/runs/{run_id}",
+    dependencies=[requires("tracking:write")],
+    status_code=204,
+    summary="Delete a run (soft)",
+)
 def delete_run(run_id: str, tracking: Tracking) -> Response:
     """Hide a run from search; its data stays until restored."""
     tracking.delete_run(run_id)
     return Response(status_code=204)
 
 
-@router.post("/runs/{run_id}/restore", status_code=204, summary="Restore a deleted run")
+@router.post(
+    "/runs/{run_id}/restore",
+    dependencies=[requires("tracking:write")],
+    status_code=204,
+    summary="Restore a deleted run",
+)
 def restore_run(run_id: str, tracking: Tracking) -> Response:
     """Undo a soft delete."""
     tracking.restore_run(run_id)
@@ -275,6 +301,7 @@ def _log_metrics(tracking: TrackingService, run_id: str, body: bytes) -> int:
 
 @router.post(
     "/runs/{run_id}/metrics",
+    dependencies=[requires("tracking:write")],
     summary="Log metric points (columnar)",
     openapi_extra={
         "requestBody": {"required": True, "content": {"application/json": {"schema": _METRICS_SCHEMA}}}
@@ -290,7 +317,11 @@ async def log_metrics(run_id: str, request: Request, tracking: Tracking) -> Resp
     return _json({"written": written})
 
 
-@router.get("/runs/{run_id}/metrics/{key:path}", summary="Get a metric's history")
+@router.get(
+    "/runs/{run_id}/metrics/{key:path}",
+    dependencies=[requires("tracking:read")],
+    summary="Get a metric's history",
+)
 def get_metric_history(run_id: str, key: str, tracking: Tracking) -> Response:
     """Return ``{"key", "steps", "values", "timestamps"}`` ordered by step then time."""
     series = tracking.get_metric_history(run_id, key)
@@ -302,7 +333,9 @@ def get_metric_history(run_id: str, key: str, tracking: Tracking) -> Response:
 # -- artifacts --------------------------------------------------------------------------------------
 
 
-@router.get("/runs/{run_id}/artifacts", summary="List a run's artifacts")
+@router.get(
+    "/runs/{run_id}/artifacts", dependencies=[requires("tracking:read")], summary="List a run's artifacts"
+)
 def list_artifacts(run_id: str, tracking: Tracking) -> Response:
     """Return ``{"artifacts": [...]}`` sorted by path."""
     return _json({"artifacts": [a.to_json() for a in tracking.list_artifacts(run_id)]})
@@ -310,6 +343,7 @@ def list_artifacts(run_id: str, tracking: Tracking) -> Response:
 
 @router.put(
     "/runs/{run_id}/artifacts/{path:path}",
+    dependencies=[requires("tracking:write")],
     status_code=201,
     summary="Upload an artifact (raw bytes)",
     openapi_extra={
@@ -381,6 +415,7 @@ def _verified(artifact: Artifact, chunks: Iterator[bytes]) -> Iterator[bytes]:
 
 @router.get(
     "/runs/{run_id}/artifacts/{path:path}",
+    dependencies=[requires("tracking:read")],
     summary="Download an artifact",
     response_class=StreamingResponse,
     responses={200: {"content": {"application/octet-stream": {}}, "headers": {"X-Steward-Digest": {}}}},

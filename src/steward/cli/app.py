@@ -18,6 +18,7 @@ from steward.cli import (
     data,
     db,
     experiments,
+    identity,
     keys,
     lineage,
     models,
@@ -65,6 +66,11 @@ app.add_typer(pipelines.app, name="pipelines")
 app.add_typer(db.app, name="db")
 app.add_typer(keys.app, name="keys")
 app.add_typer(audit.app, name="audit")
+app.add_typer(identity.projects_app, name="projects")
+app.add_typer(identity.users_app, name="users")
+app.add_typer(identity.tokens_app, name="tokens")
+app.command("login")(identity.login_command)
+app.command("logout")(identity.logout_command)
 app.command("run")(pipelines.run_pipeline)
 app.command("server")(server.server)
 app.command("quickstart")(quickstart.quickstart)

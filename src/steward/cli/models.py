@@ -1,4 +1,5 @@
-"""``steward models``: registered models, their versions, aliases, archiving, cards and alias history."""
+"""``steward models``: registered models, their versions, aliases, archiving, cards and alias history;
+``verify`` checks a version's signature and digests, ``sign`` signs one registered before signing."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import typer
 from rich.markup import escape
 from rich.table import Column
 
+from steward.cli import model_signing
 from steward.cli.output import (
     JsonOption,
     connection,
@@ -292,3 +294,7 @@ def history(
             escape(event.reason) or "[dim]-[/dim]",
         )
     console.print(table)
+
+
+app.command("verify")(model_signing.verify_version)
+app.command("sign")(model_signing.sign_version)

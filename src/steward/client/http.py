@@ -99,6 +99,7 @@ class HttpClient:
         token: Bearer token sent with every request; never logged or shown in ``repr``.
         timeout: Seconds to wait for connecting and for each read or write.
         transport: An ``httpx`` transport to use instead of the network (for tests).
+        project: The project every request acts in (the ``X-Steward-Project`` header).
     """
 
     def __init__(
@@ -107,11 +108,14 @@ class HttpClient:
         token: str | None = None,
         timeout: float = 30.0,
         transport: httpx.BaseTransport | None = None,
+        project: str | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         headers = {"Accept": "application/json", "User-Agent": "steward-client"}
         if token:
             headers["Authorization"] = f"Bearer {token}"
+        if project:
+            headers["X-Steward-Project"] = project
         self._client = httpx.Client(
             base_url=f"{self.base_url}/api/v1",
             headers=headers,

@@ -26,6 +26,7 @@ from steward.registry.models import (
     RegisteredModel,
     VersionSpec,
 )
+from steward.registry.signatures import VerificationReport
 
 _OCTET = {"Content-Type": "application/octet-stream"}
 
@@ -248,3 +249,16 @@ class RemoteRegistryService:
         """
         response = self.http.request("GET", f"{_version(model, version)}/card", params={"format": fmt})
         return response.text
+
+    # -- signatures --------------------------------------------------------------------------------
+
+    def verify_version(self, model: str, version: str) -> VerificationReport:
+        """Have the server check the version's platform signature and re-hash its files.
+
+        Returns:
+            The server's report, ``ok`` if every check passed.
+
+        Raises:
+            NotFound: If the model or version does not exist.
+        """
+        return VerificationReport.from_json(self.http.json("GET", f"{_version(model, version)}/verify"))

@@ -449,6 +449,8 @@ class AuditService:
         until: datetime | None = None,
         before: int | None = None,
         limit: int = 100,
+        project: str | None = None,
+        with_unscoped: bool = False,
     ) -> list[AuditEntry]:
         """Return the newest entries matching every filter given, newest first.
 
@@ -461,6 +463,8 @@ class AuditService:
             until: Only at or before this time.
             before: Only with a ``seq`` below this (the last ``seq`` of a page, for the next one).
             limit: At most this many (1 to ``MAX_LIMIT``).
+            project: Only about this project (what the API passes: a request sees its project's trail).
+            with_unscoped: With ``project``, also the entries of no project (for global roles).
 
         Raises:
             InvalidInput: For a limit out of range, or ``since`` after ``until``.
@@ -472,7 +476,8 @@ class AuditService:
         with self.platform.metadata.read() as conn:
             return entries(
                 conn, actor=actor, resource_kind=resource_kind, resource_id=resource_id, action=action,
-                since=since, until=until, before=before, limit=limit, newest_first=True,
+                since=since, until=until, before=before, limit=limit, newest_first=True, project=project,
+                with_unscoped=with_unscoped,
             )  # fmt: skip
 
     def export(self, *, after: int = 0) -> Iterator[dict[str, Any]]:

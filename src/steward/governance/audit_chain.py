@@ -290,6 +290,7 @@ def entries(
     limit: int | None = None,
     newest_first: bool = False,
     project: str | None = None,
+    with_unscoped: bool = False,
 ) -> list[AuditEntry]:
     """Entries in ``seq`` order, optionally only those matching every filter given.
 
@@ -305,13 +306,19 @@ def entries(
         limit: At most this many (the newest ones when ``newest_first``).
         newest_first: Highest ``seq`` first.
         project: Only about this project's resources.
+        with_unscoped: With ``project``, also the platform-wide entries that belong to no project
+            (principals, tokens, refused anonymous requests, entries older than projects).
     """
     c = audit_log.c
     query = select(audit_log).order_by(c.seq.desc() if newest_first else c.seq)
     for column, value in ((c.resource_kind, resource_kind), (c.resource_id, resource_id),
-                          (c.action, action), (c.actor, actor), (c.project, project)):  # fmt: skip
+                          (c.action, action), (c.actor, actor)):  # fmt: skip
         if value is not None:
             query = query.where(column == value)
+    if project is not None:
+        query = query.where(
+            (c.project == project) | c.project.is_(None) if with_unscoped else c.project == project
+        )
     if since is not None:
         query = query.where(c.at >= to_ms(since))
     if until is not None:

@@ -1,5 +1,8 @@
-"""Loading a registered version: fetch its bundle, verify every digest, rebuild the model, enforce the
-signature on every prediction."""
+"""Loading a registered version: verify its platform signature and every digest, fetch its bundle,
+rebuild the model, enforce the input signature on every prediction.
+
+A version that fails verification (``steward.registry.signatures``), including one registered before
+signing, is refused with ``IntegrityError`` before any of its bytes are deserialised."""
 
 from __future__ import annotations
 
@@ -15,6 +18,7 @@ from steward.errors import IntegrityError, NotFound
 from steward.registry.flavors import get_flavor
 from steward.registry.flavors.base import Flavor
 from steward.registry.models import PRIMARY_FORMAT, ModelVersion, RegistryBackend
+from steward.registry.signatures import require_verified
 
 
 class StoredBundle:
@@ -146,7 +150,8 @@ def load_version(
     Raises:
         NotFound: If the version has no such format.
         UnsafeArtifact: If loading needs ``trust=True``.
-        IntegrityError: If a file was altered.
+        IntegrityError: If the version fails verification (unsigned, a bad signature, an altered
+            manifest or file), naming each failed check; or a file was altered while it was read.
     """
     if fmt != PRIMARY_FORMAT and fmt not in version.formats:
         if fmt == version.flavor:
@@ -154,6 +159,7 @@ def load_version(
         else:
             known = ", ".join([PRIMARY_FORMAT, *version.formats])
             raise NotFound(f"{version.uri} has no {fmt!r} format (it has: {known})", {"field": "format"})
+    require_verified(backend, version)
     manifest = version.manifest if fmt == PRIMARY_FORMAT else version.formats[fmt]
     flavor = get_flavor(str(manifest["flavor"]))
     options = dict(manifest.get("flavor_options") or {})

@@ -9,10 +9,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from steward.core.signature import Signature
 from steward.errors import InvalidInput
+
+if TYPE_CHECKING:
+    from steward.registry.signatures import VerificationReport
 
 MANIFEST_NAME = "steward-model.yaml"
 PRIMARY_FORMAT = "model"
@@ -387,4 +390,8 @@ class RegistryBackend(Protocol):
 
     def get_card(self, model: str, version: str, fmt: str = "md") -> str:
         """Return the stored card (``md`` or ``html``), rendering it first if it was never saved."""
+        ...
+
+    def verify_version(self, model: str, version: str) -> VerificationReport:
+        """Check the version's platform signature and re-hash its files; a report, ``ok`` if all passed."""
         ...
