@@ -90,8 +90,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.guard = Gatekeeper(
         platform, identity_service_of(app.state), settings.auth, OidcVerifier.from_settings(settings)
     )
+    # Added first, so it sits inside the request-id middleware and sees a streamed body's overflow first.
+    app.add_middleware(
+        BodyLimitMiddleware, limit=settings.max_request_bytes,
+        on_refuse=app.state.guard.body_refused if settings.auth else None,
+    )  # fmt: skip
     install_error_handling(app)
-    app.add_middleware(BodyLimitMiddleware, limit=settings.max_request_bytes)
     install_docs(app)
     app.add_api_route(
         f"{API_PREFIX}/health", health, methods=["GET"], tags=["health"], summary="Liveness",

@@ -66,18 +66,35 @@ class Gatekeeper:
     def refused(self, request: Request, error: StewardError, actor: str, project: str | None) -> None:
         """Append the audit entry of a refused request: who (if known), what route, why."""
         rid = request.scope.get("state", {}).get("request_id")
-        details = {"method": request.method, "path": request.url.path[:512], "code": error.code,
-                   "reason": error.message[:300]}  # fmt: skip
+        self.record_refusal(request.method, request.url.path, str(rid) if rid else None, error.code,
+                            error.message, actor, project)  # fmt: skip
+
+    def body_refused(self, method: str, path: str, request_id: str | None) -> None:
+        """Append the audit entry of a request refused for its body's size (before anyone is known)."""
+        self.record_refusal(method, path, request_id, "payload_too_large", "request body over the limit")
+
+    def record_refusal(
+        self,
+        method: str,
+        path: str,
+        request_id: str | None,
+        code: str,
+        reason: str,
+        actor: str = "anonymous",
+        project: str | None = None,
+    ) -> None:
+        """Append one ``api.refused`` entry (outcome ``denied``)."""
+        details = {"method": method, "path": path[:512], "code": code, "reason": reason[:300]}
         with self.platform.metadata.transaction() as conn:
             audit.append(
                 conn,
                 actor=actor,
                 action="api.refused",
                 resource_kind="route",
-                resource_id=f"{request.method} {request.url.path}"[:256],
+                resource_id=f"{method} {path}"[:256],
                 outcome="denied",
                 details=details,
-                request_id=str(rid) if rid else None,
+                request_id=request_id,
                 checkpoint=audit.checkpointer_for(self.platform.settings),
                 project=project,
             )

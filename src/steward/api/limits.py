@@ -7,6 +7,9 @@ disk. Either way the app never sees a partial body.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from steward.api.errors import error_body
@@ -23,11 +26,16 @@ class BodyLimitMiddleware:
     Args:
         app: The ASGI app to wrap.
         limit: The largest body accepted, in bytes.
+        on_refuse: Called (in a worker thread) with the request's method, path and request id for each
+            refusal: the server audits it.
     """
 
-    def __init__(self, app: ASGIApp, limit: int) -> None:
+    def __init__(
+        self, app: ASGIApp, limit: int, on_refuse: Callable[[str, str, str | None], None] | None = None
+    ) -> None:
         self.app = app
         self.limit = limit
+        self.on_refuse = on_refuse
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Run the wrapped app for one request, counting its body."""
@@ -63,6 +71,9 @@ class BodyLimitMiddleware:
                 await self._refuse(scope, receive, send)
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.on_refuse is not None:
+            rid = scope.get("state", {}).get("request_id")
+            await run_in_threadpool(self.on_refuse, scope.get("method", ""), scope.get("path", ""), rid)
         body = error_body(
             "payload_too_large",
             f"the request body is larger than this server accepts ({self.limit} bytes)",
