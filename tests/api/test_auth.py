@@ -116,7 +116,7 @@ def _refused(response: httpx.Response) -> bool:
 
 def test_each_role_is_allowed_exactly_what_the_roles_table_grants(server: Server) -> None:
     routes = _representative(server.app)
-    assert {"tracking:read", "models:write", "data:release", "audit:read"} <= set(routes)
+    assert {"tracking:read", "models:write", "data:release", "audit:read", "approvals:decide"} <= set(routes)
     wrong = []
     for role in ROLES:
         with server.client(role) as client:

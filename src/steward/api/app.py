@@ -9,6 +9,7 @@ from importlib.metadata import version
 from fastapi import FastAPI
 from starlette.responses import Response
 
+from steward.api.approvals import router as approvals_router
 from steward.api.audit import router as audit_router
 from steward.api.auth import public
 from steward.api.data import router as data_router
@@ -21,6 +22,7 @@ from steward.api.identity import router as identity_router
 from steward.api.limits import BodyLimitMiddleware
 from steward.api.model_signing import router as model_signing_router
 from steward.api.pipelines import router as pipelines_router
+from steward.api.policy import router as policy_router
 from steward.api.registry import router as registry_router
 from steward.api.responses import OrjsonResponse
 from steward.api.tracking import router as tracking_router
@@ -108,4 +110,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(pipelines_router)
     app.include_router(audit_router)
     app.include_router(identity_router)
+    app.include_router(policy_router)
+    app.include_router(approvals_router)
     return app

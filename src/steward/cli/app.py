@@ -14,6 +14,7 @@ from typer.core import TyperGroup
 
 import steward
 from steward.cli import (
+    approvals,
     audit,
     data,
     db,
@@ -23,6 +24,7 @@ from steward.cli import (
     lineage,
     models,
     pipelines,
+    policy,
     quickstart,
     runs,
     server,
@@ -66,6 +68,9 @@ app.add_typer(pipelines.app, name="pipelines")
 app.add_typer(db.app, name="db")
 app.add_typer(keys.app, name="keys")
 app.add_typer(audit.app, name="audit")
+app.add_typer(policy.app, name="policy")
+app.add_typer(approvals.app, name="approvals")
+models.app.command("promote")(policy.promote)
 app.add_typer(identity.projects_app, name="projects")
 app.add_typer(identity.users_app, name="users")
 app.add_typer(identity.tokens_app, name="tokens")

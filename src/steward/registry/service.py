@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,7 @@ from steward.data.residency import check_write, residency_of
 from steward.errors import Conflict, InvalidInput, NotFound, ResidencyViolation
 from steward.governance import audit
 from steward.registry import repository as repo
+from steward.registry import signatures
 from steward.registry.cards import check_card_fields, render_card
 from steward.registry.manifest import (
     check_files,
@@ -38,6 +39,7 @@ from steward.registry.models import (
     VersionStatus,
     parse_reference,
 )
+from steward.registry.promotion import refuse_if_protected
 from steward.store.platform import Platform
 from steward.tracking.service import TrackingService
 
@@ -57,21 +59,22 @@ class RegistryService:
         self.platform = platform
         self._db = platform.metadata
         self._tracking = tracking or TrackingService(platform)
-        # Models are never renamed or removed, so a found id can be remembered by name.
-        self._model_ids: dict[str, str] = {}
+        # Models are never renamed or removed, so a found id can be remembered by project and name.
+        self._model_ids: dict[tuple[str, str], str] = {}
 
     # -- models ------------------------------------------------------------------------------------
 
     def _model_id(self, name: str) -> str:
-        known = self._model_ids.get(name)
+        key = (self.platform.project, name)
+        known = self._model_ids.get(key)
         if known is not None:
             return known
         validate_name(name, "model")
         with self._db.read() as conn:
-            row = repo.find_model(conn, name)
+            row = repo.find_model(conn, key[0], name)
         if row is None:
             raise NotFound(f"model {name!r} not found", {"field": "model"})
-        self._model_ids[name] = row.id
+        self._model_ids[key] = row.id
         return str(row.id)
 
     def get_model(self, name: str) -> RegisteredModel:
@@ -82,7 +85,7 @@ class RegistryService:
         """
         model_id = self._model_id(name)
         with self._db.read() as conn:
-            row = repo.find_model(conn, name)
+            row = repo.find_model(conn, self.platform.project, name)
             numbers = repo.versions_by_model(conn, [model_id])[model_id]
             aliases = repo.aliases_by_model(conn, [model_id])[model_id]
         assert row is not None
@@ -92,7 +95,7 @@ class RegistryService:
     def list_models(self) -> list[RegisteredModel]:
         """Return every registered model, by name."""
         with self._db.read() as conn:
-            rows = repo.list_model_rows(conn)
+            rows = repo.list_model_rows(conn, self.platform.project)
             ids = [r.id for r in rows]
             numbers = repo.versions_by_model(conn, ids)
             aliases = repo.aliases_by_model(conn, ids)
@@ -117,7 +120,7 @@ class RegistryService:
         if not ids:
             return
         with self._db.read() as conn:
-            rows = data_repo.datasets_of_versions(conn, ids)
+            rows = data_repo.datasets_of_versions(conn, self.platform.project, ids)
         store = self.platform.settings.store_region
         for row in rows:
             listed = json.loads(row.allowed_regions) if row.allowed_regions else None
@@ -130,6 +133,7 @@ class RegistryService:
                         conn, actor=self.platform.actor, action="model.write", resource_kind="dataset",
                         resource_id=row.name, outcome="denied", details={**exc.details, "versions": ids},
                         checkpoint=audit.checkpointer_for(self.platform.settings),
+                        project=self.platform.project, request_id=self.platform.request_id,
                     )  # fmt: skip
                 raise
 
@@ -214,7 +218,7 @@ class RegistryService:
         inputs = json.dumps(spec.signature.inputs.to_dict(), sort_keys=True) if spec.signature else None
         for _attempt in range(_MAX_ATTEMPTS):
             with self._db.read() as conn:
-                row = repo.find_model(conn, model)
+                row = repo.find_model(conn, self.platform.project, model)
                 existing = repo.version_numbers(conn, row.id) if row is not None else []
             numbers = [v for v, _ in existing]
             if spec.version is not None:
@@ -252,6 +256,10 @@ class RegistryService:
         ref = self.platform.blobs.put_bytes(manifest_bytes(manifest))
         version_id = new_id()
         edges = lineage_edges(version_id, spec, now)
+        # Signed before the transaction, stored in the same insert: no version is ever visible unsigned.
+        key_id, signature = signatures.sign_version(
+            self.platform.settings, signatures.VersionFacts(version_id, model, version, ref.digest)
+        )
         values = {
             "id": version_id,
             "version": version,
@@ -264,6 +272,8 @@ class RegistryService:
             "manifest": json.dumps(manifest),
             "created_at": now,
             "created_by": actor,
+            "signature": signature,
+            "signing_key_id": key_id,
         }
         try:
             with self._db.transaction() as conn:
@@ -273,6 +283,7 @@ class RegistryService:
                         conn,
                         {
                             "id": model_id,
+                            "project": self.platform.project,
                             "name": model,
                             "description": spec.description,
                             "created_at": now,
@@ -287,7 +298,7 @@ class RegistryService:
                 repo.insert_version(conn, {**values, "model_id": model_id}, edges)
         except SQLIntegrityError:
             return None
-        self._model_ids[model] = model_id
+        self._model_ids[(self.platform.project, model)] = model_id
         return self.get_version(model, version)
 
     def add_format(
@@ -301,9 +312,12 @@ class RegistryService:
     ) -> ModelVersion:
         """Attach a further format (``onnx`` …) to a version, as its own verified bundle.
 
+        A signed version is signed again over all its formats (``signatures.resign_for_format``).
+
         Raises:
             NotFound: If the model or version does not exist.
             Conflict: If the version already has a format called ``name``.
+            IntegrityError: If the version's signature does not verify (nothing is added).
         """
         validate_name(name, "format")
         if name == PRIMARY_FORMAT:
@@ -326,6 +340,8 @@ class RegistryService:
         try:
             with self._db.transaction() as conn:
                 repo.insert_format(conn, values)
+                # model_formats has no signature column: the version's signature covers every format.
+                signatures.resign_for_format(conn, self.platform.settings, target, name)
         except SQLIntegrityError:
             raise Conflict(f"{target.uri} already has a {name!r} format", {"field": "format"}) from None
         return self.get_version(model, version)
@@ -421,10 +437,39 @@ class RegistryService:
     def set_alias(self, model: str, alias: str, version: str, reason: str = "") -> ModelVersion:
         """Point ``alias`` at ``version``, atomically, recording who moved it, when and why.
 
+        An alias that a policy protects (``production`` under a production gate) is not moved here by any
+        role: promote through the gate instead (``steward.registry.promotion.promote``, ``steward models
+        promote``), which checks the policies and may wait for approvals.
+
         Raises:
             InvalidInput: For a bad or reserved alias name.
             NotFound: If the model or version does not exist.
             Conflict: If the version is archived.
+            PolicyViolation: If a policy in force protects the alias (the refusal is audited).
+        """
+        validate_name(alias, "alias")
+        self._model_id(model)
+        refuse_if_protected(self, model, alias, "move")
+        return self._move_alias(model, alias, version, reason)
+
+    def _move_alias(
+        self,
+        model: str,
+        alias: str,
+        version: str,
+        reason: str = "",
+        *,
+        details: Mapping[str, Any] | None = None,
+        before: Callable[[Any, str | None], None] | None = None,
+    ) -> ModelVersion:
+        """Move an alias with no policy check: ``set_alias`` once it knows the alias is unprotected, and
+        ``promotion`` once the gate has passed. Audited as ``model.alias_set`` in the move's transaction.
+
+        Args:
+            details: More facts for the audit entry (the policies that passed, the approval request).
+            before: Called under the model's lock with the connection and the version the alias points at
+                now (None if none), before the move; it may write in the same transaction, or raise to
+                abort the move.
         """
         validate_name(alias, "alias")
         if alias in RESERVED_ALIASES:
@@ -441,6 +486,9 @@ class RegistryService:
             row = repo.version_row(conn, model_id, target.version)
             if row is None or row.status != VersionStatus.READY.value:
                 raise Conflict(f"{target.uri} is archived and cannot take an alias", {"field": "version"})
+            previous = current.version if current is not None else None
+            if before is not None:
+                before(conn, previous)
             repo.upsert_alias(
                 conn,
                 {
@@ -456,22 +504,33 @@ class RegistryService:
                 {
                     "model_id": model_id,
                     "alias": alias,
-                    "from_version": current.version if current is not None else None,
+                    "from_version": previous,
                     "to_version": target.version,
                     "actor": actor,
                     "at": now,
                     "reason": reason,
                 },
             )
+            audit.append(
+                conn, actor=actor, action="model.alias_set", resource_kind="model_alias",
+                resource_id=f"{model}@{alias}", request_id=self.platform.request_id,
+                details={"model": model, "alias": alias, "from": previous, "to": target.version,
+                         "reason": reason, **(details or {})},
+                checkpoint=audit.checkpointer_for(self.platform.settings), project=self.platform.project,
+            )  # fmt: skip
         return self.get_version(model, target.version)
 
     def delete_alias(self, model: str, alias: str, reason: str = "") -> None:
-        """Remove an alias, recording it.
+        """Remove an alias, recording it (audited as ``model.alias_deleted``).
 
         Raises:
             NotFound: If the model has no such alias.
+            PolicyViolation: If a policy in force protects the alias: it is never removed directly
+                (promote another version, or retire the policy). The refusal is audited.
         """
         model_id = self._model_id(model)
+        refuse_if_protected(self, model, alias, "delete")
+        now, actor = now_ms(), self.platform.actor
         with self._db.transaction() as conn:
             repo.lock_model(conn, model_id)
             current = repo.alias_target(conn, model_id, alias)
@@ -485,11 +544,17 @@ class RegistryService:
                     "alias": alias,
                     "from_version": current.version,
                     "to_version": None,
-                    "actor": self.platform.actor,
-                    "at": now_ms(),
+                    "actor": actor,
+                    "at": now,
                     "reason": reason,
                 },
             )
+            audit.append(
+                conn, actor=actor, action="model.alias_deleted", resource_kind="model_alias",
+                resource_id=f"{model}@{alias}", request_id=self.platform.request_id,
+                details={"model": model, "alias": alias, "from": current.version, "reason": reason},
+                checkpoint=audit.checkpointer_for(self.platform.settings), project=self.platform.project,
+            )  # fmt: skip
 
     def alias_history(self, model: str, alias: str | None = None) -> list[AliasEvent]:
         """Return every recorded move of the model's aliases (or of one alias), oldest first."""
@@ -570,7 +635,7 @@ class RegistryService:
         """A training dataset: its id and role, and, for a Steward dataset version, its ref and the chain
         of versions it derives from back to its source."""
         with self._db.read() as conn:
-            chain = data_repo.version_ancestry(conn, version_id)
+            chain = data_repo.version_ancestry(conn, self.platform.project, version_id)
         facts: dict[str, Any] = {"role": role, "id": version_id}
         if chain:
             facts["ref"] = f"{chain[0].dataset_name}@{chain[0].number}"
@@ -590,9 +655,13 @@ class RegistryService:
         copy …): what an erasure request for that data must retrain. ``via`` names the derived version a
         model was trained on, when it is not the version asked about."""
         with self._db.read() as conn:
-            derived = data_repo.descendants(conn, dataset_version_id)
+            derived = data_repo.descendants(conn, self.platform.project, dataset_version_id)
             refs = {r.id: f"{r.dataset_name}@{r.number}" for r in derived}
-            rows = [(v, r) for v in [dataset_version_id, *refs] for r in repo.models_trained_on(conn, v)]
+            rows = [
+                (v, r)
+                for v in [dataset_version_id, *refs]
+                for r in repo.models_trained_on(conn, self.platform.project, v)
+            ]
             aliases = repo.aliases_by_version(conn, [r.id for _, r in rows])
         return [
             {
@@ -664,3 +733,27 @@ class RegistryService:
             target, self.model_lineage(model, target.version), self._card_fields(target.id)
         )
         return markdown if fmt == "md" else html
+
+    # -- signatures --------------------------------------------------------------------------------
+
+    def verify_version(self, model: str, version: str) -> signatures.VerificationReport:
+        """Check a version's signature and re-hash every file it records (see ``signatures.verify_version``).
+
+        Returns:
+            The report: one ``Check`` per line, ``ok`` if all passed (a failed check is not an error).
+
+        Raises:
+            NotFound: If the model or version does not exist.
+        """
+        return signatures.verify_version(self, model, version)
+
+    def sign_version(self, model: str, version: str) -> signatures.VerificationReport:
+        """Sign a version registered before signing, after checking every digest (``keys:admin`` only).
+
+        A version already signed by the platform key is left as it is; see ``signatures.sign_unsigned``.
+
+        Raises:
+            Forbidden: Without ``keys:admin``.
+            IntegrityError: A digest check fails, or the platform key's signature does not verify.
+        """
+        return signatures.sign_unsigned(self, model, version)
