@@ -14,8 +14,10 @@ from typer.testing import CliRunner
 from steward.cli import keys
 from steward.cli.app import StewardGroup
 from steward.config import load_settings
+from steward.governance.audit import AuditService
 from steward.store.blobs import BlobStore
 from steward.store.keys import key_fingerprint
+from steward.store.platform import Platform
 
 runner = CliRunner()
 
@@ -62,6 +64,15 @@ def test_rotate_rewraps_every_data_key_and_is_idempotent(home: Path, monkeypatch
 
     monkeypatch.setenv("STEWARD_ENCRYPTION_KEY", base64.urlsafe_b64encode(new).decode())
     assert [_store().get_bytes(d) for d in digests] == [f"model {i}".encode() for i in range(5)]
+
+    platform = Platform.from_settings(load_settings())
+    try:
+        rotations = AuditService(platform).log(action="keys.rotate")
+    finally:
+        platform.close()
+    assert [(e.outcome, e.details["rewrapped"]) for e in rotations] == [("ok", 0), ("ok", 5)]
+    assert all(e.details["key_id"] == key_fingerprint(new) for e in rotations)
+    assert not any(secret in str(e.to_json()) for e in rotations for secret in (new.hex(), old.hex()))
 
 
 def test_status_counts_per_key_and_the_clear_blobs(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:

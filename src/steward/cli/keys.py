@@ -46,6 +46,26 @@ def _store() -> BlobStore:
     return BlobStore.from_settings(settings)
 
 
+def _audit_rotation(root: str, report: Any) -> None:
+    """Record the rotation in the audit trail: the new key's id and the counts, never key material."""
+    from steward.governance import audit
+    from steward.store.platform import Platform
+
+    platform = Platform.from_settings(load_settings())
+    try:
+        with platform.metadata.transaction() as conn:
+            audit.append(
+                conn, actor=platform.actor, action="keys.rotate", resource_kind="blob_store",
+                resource_id=root,
+                outcome="ok" if not report.failed else "failed",
+                details={"key_id": report.key_id, "rewrapped": report.rewrapped, "current": report.current,
+                         "failed": report.failed},
+                checkpoint=audit.checkpointer_for(platform.settings),
+            )  # fmt: skip
+    finally:
+        platform.close()
+
+
 @contextmanager
 def _progress(title: str, counts: Callable[[Any], str]) -> Iterator[Callable[[Any], None]]:
     """A progress bar over the store's 256 key prefixes (on stderr), and the callback that moves it."""
@@ -118,6 +138,7 @@ def rotate(workers: WorkersOption = 8, as_json: JsonOption = False) -> None:
     store = _store()
     with _progress("Rewrapping data keys", lambda r: f"{r.rewrapped} rewrapped, {r.current} current") as cb:
         report = store.rotate_keys(progress=cb, workers=workers)
+    _audit_rotation(store.root_url, report)
     if as_json:
         print_json(
             {

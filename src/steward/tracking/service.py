@@ -15,6 +15,7 @@ from steward.core.ids import new_id
 from steward.core.names import validate_key, validate_name
 from steward.core.time import from_ms, now_ms
 from steward.errors import AlreadyExists, Conflict, InvalidInput, NotFound
+from steward.governance import audit
 from steward.store.platform import Platform
 from steward.tracking import repository as repo
 from steward.tracking.models import Artifact, Experiment, MetricSeries, Run, RunStatus, SystemInfo
@@ -44,6 +45,18 @@ class TrackingService:
         self._visible_runs: set[tuple[str, str]] = set()
         self._last_environment: tuple[Mapping[str, str], str, str, int] | None = None
 
+    def _record(self, conn: Any, action: str, kind: str, resource: str) -> None:
+        """Audit a lifecycle change (experiments made, runs deleted or restored) in ``conn``'s transaction.
+
+        Logging to a run (params, metrics, tags, artifacts) is not audited entry by entry: the run
+        itself records who logged, when, from which code; its creation is in the run's own row.
+        """
+        audit.append(
+            conn, actor=self.platform.actor, action=action, resource_kind=kind, resource_id=resource,
+            checkpoint=audit.checkpointer_for(self.platform.settings), project=self.platform.project,
+            request_id=self.platform.request_id,
+        )  # fmt: skip
+
     # -- experiments -------------------------------------------------------------------------------
 
     def create_experiment(self, name: str, description: str = "") -> Experiment:
@@ -59,6 +72,7 @@ class TrackingService:
         try:
             with self._db.transaction() as conn:
                 repo.insert_experiment(conn, values)
+                self._record(conn, "experiment.create", "experiment", name)
         except SQLIntegrityError:
             raise AlreadyExists(f"experiment {name!r} already exists", {"field": "experiment"}) from None
         return self.get_experiment(name)
@@ -429,6 +443,7 @@ class TrackingService:
             if row.deleted_at is not None:
                 raise Conflict(f"run {run_id} is already deleted", {"field": "run_id"})
             repo.update_run(conn, run_id, {"deleted_at": now_ms()})
+            self._record(conn, "run.delete", "run", run_id)
 
     def restore_run(self, run_id: str) -> None:
         """Undo ``delete_run``.
@@ -442,3 +457,4 @@ class TrackingService:
             if row.deleted_at is None:
                 raise Conflict(f"run {run_id} is not deleted", {"field": "run_id"})
             repo.update_run(conn, run_id, {"deleted_at": None})
+            self._record(conn, "run.restore", "run", run_id)
