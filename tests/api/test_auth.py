@@ -202,7 +202,13 @@ def _fill_other_project(client: httpx.Client) -> dict[str, str]:
         headers={"Content-Type": "application/vnd.apache.parquet"},
     )
     assert ingested.status_code in (200, 201), ingested.text
+    policy = "name: beta-gate\naliases: [production]\nrules:\n  - approvals >= 1\n"
+    assert client.post("/policies", json={"document": policy}).status_code == 201
+    promoted = client.post("/models/beta-model/versions/1.0.0/promote", json={"alias": "production"})
+    assert promoted.status_code == 202, promoted.text
     return {
+        "policy": "beta-gate",
+        "approval": promoted.json()["request"]["id"],
         "run": run["id"],
         "experiment": "beta-experiment",
         "model": "beta-model",
@@ -216,10 +222,15 @@ def _fill(path: str, known: dict[str, str]) -> str:
     values = {
         "name_or_id": known["experiment"],
         "run_id": known["run"],
-        "name": known["model"] if "/models" in path else known["dataset"],
+        "name": known["model"]
+        if "/models" in path
+        else known["policy"]
+        if "/policies" in path
+        else known["dataset"],
         "version": "1.0.0" if "/models" in path else "1",
         "version_id": known["dataset_version_id"],
         "dataset_id": known["dataset_version_id"],
+        "id": known["approval"],
     }
     return re.sub(r"\{([^}:]+)(:path)?\}", lambda m: values.get(m.group(1), "x"), path)
 

@@ -15,6 +15,13 @@ from typer.testing import CliRunner
 import steward
 from steward.cli import quickstart
 from steward.cli.app import app
+from steward.errors import PolicyViolation
+from steward.governance.approvals import ApprovalStatus
+from steward.governance.audit import AuditService
+from steward.governance.identity import IdentityService
+from steward.governance.policy_store import PolicyStore
+from steward.registry.promotion import approval_service
+from steward.registry.service import RegistryService
 from tests.conftest import reset_sdk
 
 runner = CliRunner()
@@ -290,11 +297,85 @@ def test_the_tuning_study_ran_ten_trials_as_pipeline_runs_and_tagged_the_best(de
     assert "best.alpha" in study_run.tags
 
 
-def test_a_rerun_on_the_same_home_reuses_the_data_and_the_cached_steps(
+def _registry(demo: Demo) -> RegistryService:
+    registry = demo.connection.registry
+    assert isinstance(registry, RegistryService)
+    return registry
+
+
+def _request_id(stdout: str) -> str:
+    found = re.search(r"approval request (\w+) waits for 1 more approval", stdout)
+    assert found, stdout
+    return found.group(1)
+
+
+def test_the_output_shows_the_verdict_the_approval_and_the_verified_audit_trail(demo: Demo) -> None:
+    out = demo.stdout
+    request = _request_id(out)
+
+    assert (
+        "Created policy quickstart-production version 1: 7 rule(s) gating production of breast-cancer." in out
+    )
+    assert "breast-cancer 1.0.0 -> production: PENDING APPROVAL" in out
+    for rule, actual, required in (
+        (r"metrics\.roc_auc >= 0\.95", r"0\.9\d+", r">= 0\.95"),
+        (r"metrics\.roc_auc >= current\.metrics\.roc_auc - 0\.01", r"0\.9\d+", r".*\(no current version\)"),
+        ("data_validated", "true", r"true  \(validated: breast-cancer@2\)"),
+        ("pii_protected", "true", r"true  \(protected: breast-cancer@2\)"),
+        ("card_present", "true", "true"),
+        ("safe_flavor", "true", "true"),
+    ):
+        assert re.search(rf"^  PASS  {rule} +actual {actual} +required {required}", out, re.MULTILINE), rule
+    assert re.search(
+        r"^  FAIL  approvals >= 1 +actual 0 +required >= 1  \(awaiting approvals: 0 of 1\)$",
+        out,
+        re.MULTILINE,
+    )
+    assert f"demo-approver approved request {request} (1 of 1): that completes it" in out
+    assert "Created the user demo-approver (role approver in project default)" in out
+    assert "so may not approve it (separation of duties)" in out
+    assert re.search(r"^production now points at breast-cancer 1\.0\.0\.$", out, re.MULTILINE)
+    assert re.search(r"^OK: \d+ entries, \d+ signed checkpoints; verified in ", out, re.MULTILINE)
+    assert "The audit trail verified" in out
+    for command in (
+        "steward policy check breast-cancer 1.0.0 --alias production",
+        "steward approvals list --status all",
+        "steward audit verify",
+        "steward models verify breast-cancer 1.0.0",
+    ):
+        assert command in out
+
+
+def test_production_took_the_version_through_the_policy_and_an_approval_by_demo_approver(demo: Demo) -> None:
+    platform = _registry(demo).platform
+    policy = PolicyStore(platform).get("quickstart-production")
+    [request] = approval_service(_registry(demo)).list(ApprovalStatus.APPROVED)
+    version = demo.connection.registry.get_version(quickstart.MODEL_NAME, "1.0.0")
+
+    assert policy.in_force and policy.version == 1
+    assert policy.policy.models == ("breast-cancer",) and policy.policy.aliases == ("production",)
+    assert policy.policy.required_approvals == 1
+    assert (request.id, request.version, request.alias) == (_request_id(demo.stdout), "1.0.0", "production")
+    assert [(d.approver, d.decision) for d in request.decisions] == [("demo-approver", "approve")]
+    assert request.author == request.requested_by == version.created_by != "demo-approver"
+    assert demo.connection.registry.get_model(quickstart.MODEL_NAME).aliases["production"] == "1.0.0"
+    moved = demo.connection.registry.alias_history(quickstart.MODEL_NAME, "production")[-1]
+    assert (moved.actor, moved.to_version) == ("demo-approver", "1.0.0")
+    members = {m.name: m.roles for m in IdentityService(platform).members("default")}
+    assert members["demo-approver"] == ("approver",)
+    assert AuditService(platform).verify().ok
+
+
+def test_production_moves_only_through_the_gate(demo: Demo) -> None:
+    with pytest.raises(PolicyViolation, match="protected by policy 'quickstart-production'"):
+        demo.connection.registry.set_alias(quickstart.MODEL_NAME, "production", "1.0.0")
+
+
+def test_a_rerun_on_the_same_home_reuses_the_cached_steps_and_promotes_the_new_version(
     demo: Demo, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     before = _versions(demo)
-    monkeypatch.setattr(quickstart, "STAGES", [s for s in quickstart.STAGES if s.name == "pipeline"])
+    monkeypatch.setattr(quickstart, "STAGES", [s for s in quickstart.STAGES if s.name != "tune"])
 
     result = runner.invoke(app, ["quickstart"])
 
@@ -305,6 +386,23 @@ def test_a_rerun_on_the_same_home_reuses_the_data_and_the_cached_steps(
         assert re.search(rf"^{ref} .*\breused\s*$", result.stdout, re.MULTILINE), result.stdout
     for key in ("validate", "split", "train", "evaluate"):
         assert re.search(rf"↺ {key}\b", result.stdout), result.stdout
+    registered = re.search(r"^Registered breast-cancer (\S+) ", result.stdout, re.MULTILINE)
+    assert registered and registered.group(1) != "1.0.0", result.stdout
+    version = registered.group(1)
+    out = result.stdout
+    assert "Unchanged: policy quickstart-production version 1" in out
+    # the same model again: no regression against 1.0.0 in production
+    assert re.search(r"^  PASS  metrics\.roc_auc >= current\.metrics\.roc_auc - 0\.01 ", out, re.MULTILINE)
+    assert "The user demo-approver exists already (role approver in project default)" in out
+    assert _request_id(out) != _request_id(demo.stdout)
+    assert f"production now points at breast-cancer {version} (before: 1.0.0)." in out
+    assert "The audit trail verified" in out
+    platform = _registry(demo).platform
+    assert len(PolicyStore(platform).history("quickstart-production")) == 1
+    approved = approval_service(_registry(demo)).list(ApprovalStatus.APPROVED)
+    assert [r.version for r in approved] == ["1.0.0", version]
+    assert demo.connection.registry.get_model(quickstart.MODEL_NAME).aliases["production"] == version
+    assert AuditService(platform).verify().ok
 
 
 def test_home_option_records_into_that_home(

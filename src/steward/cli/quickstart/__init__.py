@@ -16,6 +16,10 @@ model, monitor it) are added by appending to that list.
   and the lineage.
 - "tune" runs a 10-trial Optuna study of ``alpha`` over the ``flow.tuning`` pipeline (split → train →
   evaluate on validation rows), each trial a pipeline run whose split is reused from the cache.
+- "govern" (``govern.py``) applies a policy to ``production`` (test ROC AUC, no regression, validated and
+  protected data, a card, a safe format, one approval), prints the version's verdict, promotes it as the
+  OS user (an approval request opens), approves it as a second demo user ``demo-approver`` (which
+  completes the promotion) and ends with ``steward audit verify``.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from steward.cli.output import (
     key_value_table,
     styled_status,
 )
+from steward.cli.quickstart.govern import run_governance
 from steward.cli.quickstart.lifecycle import run_training, run_tuning
 from steward.cli.quickstart.state import DATASET_NAME, EXPERIMENT, MODEL_NAME, Demo, Stage
 
@@ -43,6 +48,7 @@ __all__ = ["DATASET_NAME", "EXPERIMENT", "MODEL_NAME", "STAGES", "Demo", "Stage"
 STAGES: list[Stage] = [
     Stage("pipeline", "ingest → validate → split → train → evaluate → register, as a pipeline", run_training),
     Stage("tune", "tune alpha: a 10-trial study, each trial a pipeline run", run_tuning),
+    Stage("govern", "policy gate, second-user approval, promotion, audit", run_governance),
 ]
 """The demo's stages, in order; add a stage by appending to this list."""
 
@@ -93,7 +99,8 @@ def quickstart(
     ] = None,
 ) -> None:
     """Run the end-to-end demo: a pipeline that ingests bundled data, trains, tracks and registers a model
-    on it, then a tuning study."""
+    on it, then a tuning study; then promotes the model to production through a policy and a second
+    user's approval, and verifies the audit trail."""
     demo = Demo(console)
     if home is not None:
         home = home.expanduser().resolve()
