@@ -251,3 +251,37 @@ def test_nothing_of_another_project_shows_through_any_list_or_get_route(server: 
                     leaks.append((route.path, path))
                 assert response.status_code != 500, (path, response.text)
     assert leaks == []
+
+
+def test_columns_tagged_as_personal_data_need_data_read_pii_and_every_read_is_audited(server: Server) -> None:
+    sink = io.BytesIO()
+    emails = [f"person{i}@example.com" for i in range(50)]
+    pq.write_table(pa.table({"email": emails, "spend": list(range(50))}), sink)
+    with server.client("admin") as admin:
+        assert admin.post("/datasets", json={"name": "customers"}).status_code == 201
+        ingested = admin.post(
+            "/datasets/customers/ingest",
+            content=sink.getvalue(),
+            headers={"Content-Type": "application/vnd.apache.parquet"},
+        )
+        assert ingested.status_code in (200, 201), ingested.text
+        scanned = admin.post("/datasets/customers/versions/1/scan")
+        assert scanned.status_code == 200, scanned.text
+        assert admin.get("/datasets/customers/versions/1/data").status_code == 200
+    with server.client("data-scientist") as scientist:
+        whole = scientist.get("/datasets/customers/versions/1/data")
+        assert whole.status_code == 403
+        assert whole.json()["error"]["details"]["permission"] == "data:read_pii"
+        assert (
+            scientist.get("/datasets/customers/versions/1/data", params={"columns": "email"}).status_code
+            == 403
+        )
+        spend = scientist.get("/datasets/customers/versions/1/data", params={"columns": "spend"})
+        assert spend.status_code == 200
+        assert b"example.com" not in spend.content
+    with server.client("admin") as admin:
+        reads = admin.get("/audit", params={"action": "dataset_version.read_pii"}).json()["entries"]
+    outcomes = [(e["actor"], e["outcome"]) for e in reads]
+    assert outcomes.count(("user-data-scientist", "denied")) == 2
+    assert ("root", "ok") in outcomes  # the admin's download (the scan's own read is there too)
+    assert ("user-data-scientist", "ok") not in outcomes

@@ -395,6 +395,7 @@ def read_data(name: str, number: str, data: Data, columns: _Columns = None) -> R
     """
     version = data.get_version(name, _number(number))
     if not columns and len(version.files) == 1:
+        data.authorise_read(version)  # personal data needs data:read_pii; audited either way
         return _stored_file(data, version.files[0])
     return _table_file(data.read_table(version, columns))
 

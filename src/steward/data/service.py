@@ -61,6 +61,7 @@ from steward.errors import (
     ResidencyViolation,
 )
 from steward.governance import audit
+from steward.governance.context import current_identity, local_identity
 from steward.store.platform import Platform
 
 __all__ = ["STREAM_KINDS", "DataService", "as_policy", "as_schema", "as_table"]
@@ -266,17 +267,34 @@ class DataService:
             if missing:
                 message = f"{version.ref} has no column {missing[0]!r}"
                 raise InvalidInput(message, {"field": "columns", "column": missing[0]})
+        self.authorise_read(version, columns)
         tables = []
         for f in version.files:
             data = self.platform.blobs.get_bytes(f.digest)
             tables.append(pq.read_table(pa.BufferReader(data), columns=list(columns) if columns else None))
-        table = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
-        personal = sorted(c for c in version.pii_tags if c in table.column_names)
-        if personal:
-            with self.metadata.transaction() as conn:
-                details = {"ref": version.ref, "columns": personal}
-                self.record(conn, "dataset_version.read_pii", "dataset_version", version.id, details=details)
-        return table
+        return pa.concat_tables(tables) if len(tables) > 1 else tables[0]
+
+    def authorise_read(self, version: DatasetVersion, columns: Sequence[str] | None = None) -> None:
+        """Check, and audit, a read of ``columns`` (all if None) of a version before any byte is read.
+
+        Reading columns its last scan tagged as personal data needs ``data:read_pii`` in the project;
+        the read, or its refusal, is an audit entry (``dataset_version.read_pii``).
+
+        Raises:
+            Forbidden: If the acting identity lacks ``data:read_pii`` for a tagged column.
+        """
+        wanted = set(columns) if columns else None
+        personal = sorted(c for c in version.pii_tags if wanted is None or c in wanted)
+        if not personal:
+            return
+        identity = current_identity(local_identity(self.platform.local_actor))
+        details = {"ref": version.ref, "columns": personal}
+        allowed = identity.can("data:read_pii", self.platform.project)
+        with self.metadata.transaction() as conn:
+            self.record(conn, "dataset_version.read_pii", "dataset_version", version.id, details=details,
+                        outcome="ok" if allowed else "denied")  # fmt: skip
+        if not allowed:
+            identity.require("data:read_pii", self.platform.project)
 
     def iter_file(self, stored: DataFile) -> Iterator[bytes]:
         """Stream one stored file of a version, checked against its digest and recorded size.
