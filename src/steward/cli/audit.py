@@ -209,7 +209,7 @@ def verify(
     if as_json:
         print_json({**report.to_json(), "checkpoints_due": due})
     else:
-        _print_report(report, due, settings.audit_checkpoint_every, strict)
+        print_report(report, due, settings.audit_checkpoint_every, strict)
     if not report.ok:
         raise typer.Exit(code=1)
 
@@ -224,7 +224,9 @@ def _records(lines: Any, path: Path) -> Iterator[dict[str, Any]]:
             raise InvalidInput(f"{path}:{number} is not JSON: {exc.msg}", {"field": "file"}) from None
 
 
-def _print_report(report: VerifyReport, due: int, every: int, strict: bool) -> None:
+def print_report(report: VerifyReport, due: int, every: int, strict: bool) -> None:
+    """Print a verification as ``steward audit verify`` does: OK or BROKEN, the counts and the first bad
+    entry; ``due`` is how many checkpoints the trail's length calls for at one per ``every`` entries."""
     rate = f"{report.rate:,.0f} entries/s" if report.seconds > 0 and report.entries else "-"
     if report.first_bad is not None:
         bad = report.first_bad
