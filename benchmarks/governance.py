@@ -72,7 +72,7 @@ def build_trail(store: MetadataStore, n: int, signer: signing.Signer, batch: int
     checkpoints: list[tuple[Any, ...]] = []
     postgres = store.dialect == "postgresql"
     mark = "%s" if postgres else "?"
-    insert_entry = f"INSERT INTO audit_log VALUES ({', '.join([mark] * 14)})"
+    insert_entry = f"INSERT INTO audit_log VALUES ({', '.join([mark] * 15)})"
     insert_checkpoint = f"INSERT INTO audit_checkpoints VALUES ({', '.join([mark] * 5)})"
     with store.transaction() as conn:
         dbapi = conn.connection.driver_connection
@@ -85,7 +85,7 @@ def build_trail(store: MetadataStore, n: int, signer: signing.Signer, batch: int
             fields = (seq, f"{seq:032x}", base + seq, _ACTORS[seq % len(_ACTORS)], action, kind,
                       f"churn-{seq % 997}", "ok", details, f"{seq:016x}", None, digest, previous)  # fmt: skip
             previous = hashlib.sha256(audit.canonical(fields).encode()).hexdigest()
-            entries.append((*fields, previous))
+            entries.append((*fields, previous, "churn"))  # the last column: the entry's project
             if seq % EVERY == 0:
                 cp = audit.Checkpointer(signer, EVERY).sign(seq, previous)
                 checkpoints.append((cp.seq, cp.hash, cp.key_id, cp.signature, cp.at))

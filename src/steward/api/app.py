@@ -12,6 +12,7 @@ from starlette.responses import Response
 from steward.api.approvals import router as approvals_router
 from steward.api.audit import router as audit_router
 from steward.api.auth import public
+from steward.api.compliance import router as compliance_router
 from steward.api.data import router as data_router
 from steward.api.deps import API_PREFIX
 from steward.api.docs import install_docs
@@ -112,4 +113,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(identity_router)
     app.include_router(policy_router)
     app.include_router(approvals_router)
+    app.include_router(compliance_router)
     return app

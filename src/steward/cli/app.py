@@ -16,6 +16,7 @@ import steward
 from steward.cli import (
     approvals,
     audit,
+    compliance,
     data,
     db,
     experiments,
@@ -70,6 +71,7 @@ app.add_typer(keys.app, name="keys")
 app.add_typer(audit.app, name="audit")
 app.add_typer(policy.app, name="policy")
 app.add_typer(approvals.app, name="approvals")
+app.add_typer(compliance.app, name="compliance")
 models.app.command("promote")(policy.promote)
 app.add_typer(identity.projects_app, name="projects")
 app.add_typer(identity.users_app, name="users")

@@ -296,6 +296,13 @@ class RegistryService:
                     if repo.count_versions(conn, model_id) != seen:
                         return None
                 repo.insert_version(conn, {**values, "model_id": model_id}, edges)
+                audit.append(
+                    conn, actor=actor, action="model.register", resource_kind="model_version",
+                    resource_id=f"{model}/{version}", after_digest=ref.digest,
+                    details={"flavor": spec.flavor, "run_id": spec.run_id, "datasets": dict(spec.datasets)},
+                    checkpoint=audit.checkpointer_for(self.platform.settings), project=self.platform.project,
+                    request_id=self.platform.request_id,
+                )  # fmt: skip
         except SQLIntegrityError:
             return None
         self._model_ids[(self.platform.project, model)] = model_id
