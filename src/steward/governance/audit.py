@@ -175,18 +175,9 @@ class _Walk:
         self.bad: BadEntry | None = None
 
     def feed(
-        self,
-        rows: Sequence[_Row],
-        cps: Mapping[int, Checkpoint],
-        recheck: Callable[[int], str] | None = None,
-        *,
-        hashed: bool = False,
+        self, rows: Sequence[_Row], cps: Mapping[int, Checkpoint], recheck: Callable[[int], str] | None = None
     ) -> bool:
-        """Check one chunk; return False at the first bad entry (then in ``bad``).
-
-        With ``hashed``, each row's last field is already the SHA-256 (hex) of its canonical text (the
-        database computed it); otherwise it is the text.
-        """
+        """Check one chunk; return False at the first bad entry (then in ``bad``)."""
         if not rows:
             return True
         marks = set(cps)
@@ -199,7 +190,7 @@ class _Walk:
             if (
                 seq != expected
                 or prev_hash != previous
-                or (canonical_text if hashed else sha256(canonical_text.encode()).hexdigest()) != stored
+                or sha256(canonical_text.encode()).hexdigest() != stored
             ):
                 self.bad = self._diagnose(seq, prev_hash, stored, previous, expected, recheck)
                 if self.bad is not None:
@@ -338,14 +329,9 @@ def verify(
     started = time.perf_counter()
     walk = _Walk(public_key, every)
     postgres = conn.dialect.name == "postgresql"
-    # PostgreSQL hashes the canonical text itself (sha256 in C, next to the data), so only digests cross
-    # the wire; SQLite renders the text and this process hashes it.
     sql = (
-        f"SELECT seq, prev_hash, hash, encode(sha256(convert_to({_PG_CANONICAL}, 'UTF8')), 'hex') "
-        "FROM audit_log WHERE seq > %s ORDER BY seq LIMIT %s"
-        if postgres
-        else f"SELECT seq, prev_hash, hash, {_SQLITE_CANONICAL} FROM audit_log "
-        "WHERE seq > ? ORDER BY seq LIMIT ?"
+        f"SELECT seq, prev_hash, hash, {_PG_CANONICAL if postgres else _SQLITE_CANONICAL} FROM audit_log "
+        + ("WHERE seq > %s ORDER BY seq LIMIT %s" if postgres else "WHERE seq > ? ORDER BY seq LIMIT ?")
     )
 
     def recheck(seq: int) -> str:
@@ -363,8 +349,7 @@ def verify(
         while True:
             cursor.execute(sql, (after, chunk))
             rows = cursor.fetchall()
-            cps = _checkpoints_between(conn, after, rows[-1][0]) if rows else {}
-            if not rows or not walk.feed(rows, cps, recheck, hashed=postgres):
+            if not rows or not walk.feed(rows, _checkpoints_between(conn, after, rows[-1][0]), recheck):
                 break
             after = rows[-1][0]
     finally:
