@@ -28,6 +28,7 @@ from rich.table import Column
 from steward.cli.output import (
     JsonOption,
     console,
+    embedded_platform,
     err_console,
     format_time,
     new_table,
@@ -86,22 +87,12 @@ def _file_option(name: str, help_text: str, *short: str) -> Any:
 
 @contextmanager
 def _audit() -> Iterator[AuditService]:
-    settings = load_settings()
-    if settings.uri:
-        raise InvalidInput(
-            f"steward audit reads the trail from the database directly, but STEWARD_URI points at a server "
-            f"({settings.uri}); ask the server (GET /api/v1/audit), or run it where the database is "
-            "reachable, without STEWARD_URI",
-            {"field": "uri"},
-        )
     from steward.governance.audit import AuditService
-    from steward.store.platform import Platform
 
-    platform = Platform.from_settings(settings)
-    try:
+    with embedded_platform(
+        "steward audit reads the trail from the database", "ask the server (GET /api/v1/audit)"
+    ) as platform:
         yield AuditService(platform)
-    finally:
-        platform.close()
 
 
 # -- log ---------------------------------------------------------------------------------------------

@@ -26,9 +26,16 @@ import typer
 from rich.markup import escape
 from rich.table import Column
 
-from steward.cli.output import JsonOption, console, err_console, format_time, new_table, print_json
+from steward.cli.output import (
+    JsonOption,
+    console,
+    embedded_platform,
+    err_console,
+    format_time,
+    new_table,
+    print_json,
+)
 from steward.config import load_settings
-from steward.errors import InvalidInput
 
 if TYPE_CHECKING:
     from steward.governance.identity import IdentityService, TokenInfo
@@ -44,22 +51,12 @@ _STATUS_STYLES = {"active": "green", "revoked": "red", "expired": "yellow"}
 
 @contextmanager
 def _identities() -> Iterator[IdentityService]:
-    settings = load_settings()
-    if settings.uri:
-        raise InvalidInput(
-            f"this command manages identity in the database directly, but STEWARD_URI points at a server "
-            f"({settings.uri}); use the server's /api/v1 routes, or run it where the database is reachable, "
-            "without STEWARD_URI",
-            {"field": "uri"},
-        )
     from steward.governance.identity import IdentityService
-    from steward.store.platform import Platform
 
-    platform = Platform.from_settings(settings)
-    try:
+    with embedded_platform(
+        "this command manages identity in the database", "use the server's /api/v1 routes"
+    ) as platform:
         yield IdentityService(platform)
-    finally:
-        platform.close()
 
 
 # -- projects -----------------------------------------------------------------------------------------

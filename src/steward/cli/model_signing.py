@@ -21,9 +21,15 @@ import typer
 from rich.markup import escape
 from rich.table import Column
 
-from steward.cli.output import JsonOption, connection, console, err_console, new_table, print_json
-from steward.config import load_settings
-from steward.errors import InvalidInput
+from steward.cli.output import (
+    JsonOption,
+    connection,
+    console,
+    embedded_platform,
+    err_console,
+    new_table,
+    print_json,
+)
 
 if TYPE_CHECKING:
     from steward.registry.service import RegistryService
@@ -49,21 +55,12 @@ def verify_version(name: ModelName, version: VersionArg, as_json: JsonOption = F
 
 @contextmanager
 def _embedded_registry() -> Iterator[RegistryService]:
-    settings = load_settings()
-    if settings.uri:
-        raise InvalidInput(
-            f"steward models sign needs the platform's signing key, but STEWARD_URI points at a server "
-            f"({settings.uri}); run it on the server's host, without STEWARD_URI",
-            {"field": "uri"},
-        )
     from steward.registry.service import RegistryService
-    from steward.store.platform import Platform
 
-    platform = Platform.from_settings(settings)
-    try:
+    with embedded_platform(
+        "steward models sign needs the platform's signing key", "run it on the server's host"
+    ) as platform:
         yield RegistryService(platform)
-    finally:
-        platform.close()
 
 
 def sign_version(name: ModelName, version: VersionArg, as_json: JsonOption = False) -> None:

@@ -11,9 +11,15 @@ import math
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import closing, contextmanager
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+
+from steward.config import Settings, load_settings
+from steward.errors import InvalidInput
+
+if TYPE_CHECKING:
+    from steward.store.platform import Platform
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Column, Table
@@ -48,6 +54,38 @@ def connection() -> Iterator[steward.Connection]:
     """
     with closing(steward.connect()) as conn:
         yield conn
+
+
+def refuse_remote(what: str, instead: str) -> Settings:
+    """Return the settings of a command that works on the stores directly, refusing ``STEWARD_URI``.
+
+    Args:
+        what: What the command does, for the message (``steward audit reads the trail from the database``).
+        instead: What to do instead (``ask the server (GET /api/v1/audit)``).
+
+    Raises:
+        InvalidInput: If ``STEWARD_URI`` points at a server.
+    """
+    settings = load_settings()
+    if settings.uri:
+        raise InvalidInput(
+            f"{what} directly, but STEWARD_URI points at a server ({settings.uri}); {instead}, or run it "
+            "where the stores are reachable, without STEWARD_URI",
+            {"field": "uri"},
+        )
+    return settings
+
+
+@contextmanager
+def embedded_platform(what: str, instead: str) -> Iterator[Platform]:
+    """Open the local platform for one command that must not go through a server (``refuse_remote``)."""
+    from steward.store.platform import Platform
+
+    platform = Platform.from_settings(refuse_remote(what, instead))
+    try:
+        yield platform
+    finally:
+        platform.close()
 
 
 def print_json(data: Any) -> None:
