@@ -591,6 +591,7 @@ class RegistryService:
                     {"field": "version", "aliases": list(held)},
                 )
             repo.set_version_status(conn, target.id, VersionStatus.ARCHIVED, now_ms(), reason)
+            self._record(conn, "model.archive", f"{model}/{target.version}", {"reason": reason})
         return self.get_version(model, target.version)
 
     def restore_version(self, model: str, version: str) -> ModelVersion:
@@ -601,6 +602,7 @@ class RegistryService:
         with self._db.transaction() as conn:
             repo.lock_model(conn, self._model_id(model))
             repo.set_version_status(conn, target.id, VersionStatus.READY, None)
+            self._record(conn, "model.restore", f"{model}/{target.version}", {})
         return self.get_version(model, target.version)
 
     # -- lineage and cards -------------------------------------------------------------------------
@@ -717,7 +719,30 @@ class RegistryService:
                     "updated_by": self.platform.actor,
                 },
             )
+            self._record(
+                conn, "model.card", f"{model}/{target.version}", {"sections": sorted(checked)},
+                before=row.markdown_digest if row is not None else None, after=md_ref.digest,
+            )  # fmt: skip
         return {"fields": merged, "markdown_digest": md_ref.digest, "html_digest": html_ref.digest}
+
+    def _record(
+        self,
+        conn: Any,
+        action: str,
+        version_ref: str,
+        details: Mapping[str, Any],
+        *,
+        before: str | None = None,
+        after: str | None = None,
+    ) -> None:
+        """Audit a change to the model version ``version_ref`` (``model/version``) inside ``conn``'s
+        transaction."""
+        audit.append(
+            conn, actor=self.platform.actor, action=action, resource_kind="model_version",
+            resource_id=version_ref, details=details, before_digest=before, after_digest=after,
+            checkpoint=audit.checkpointer_for(self.platform.settings), project=self.platform.project,
+            request_id=self.platform.request_id,
+        )  # fmt: skip
 
     def _card_fields(self, version_id: str) -> dict[str, str]:
         with self._db.read() as conn:
