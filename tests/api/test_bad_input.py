@@ -63,6 +63,9 @@ def test_path_tricks_in_names_are_400_or_404_never_a_file(api: httpx.Client, pat
     response = api.get(path)
     assert response.status_code in (400, 404), response.text
     assert "root:" not in response.text
+    if response.status_code == 400:
+        refused = api.get("/audit", params={"action": "api.refused", "limit": 1000}).json()["entries"]
+        assert any(e["details"]["code"] == "invalid_input" for e in refused)
 
 
 def test_an_artifact_path_climbing_out_of_its_run_is_refused(api: httpx.Client) -> None:
@@ -89,6 +92,9 @@ def test_sql_in_a_filter_is_a_400_and_the_tables_stay(api: httpx.Client, filter_
         assert response.status_code == 400, response.text
         assert response.json()["error"]["details"]["field"] == "filter"
     assert api.post("/runs/search", json={"experiments": ["exp"]}).status_code == 200
+    refused = api.get("/audit", params={"action": "api.refused", "limit": 1000}).json()["entries"]
+    if response.status_code == 400:
+        assert any(e["actor"] == "root" and e["details"]["path"] == "/api/v1/runs/search" for e in refused)
 
 
 def _jwt(header: dict[str, object], payload: dict[str, object]) -> str:

@@ -16,6 +16,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -82,9 +83,31 @@ def request_id(request: Request) -> str:
     return str(request.scope.get("state", {}).get("request_id", "-"))
 
 
+async def _audit_bad_input(request: Request, code: str, message: str) -> None:
+    """With auth on, record a request refused as bad input (400/422) in the audit trail, as credential
+    and permission refusals are: hostile input leaves a trace."""
+    guard = getattr(request.app.state, "guard", None)
+    if guard is None or not guard.enabled:
+        return
+    identity = getattr(request.state, "identity", None)
+    actor = identity.name if identity is not None else "anonymous"
+    rid = request_id(request)
+    await run_in_threadpool(
+        guard.record_refusal,
+        request.method,
+        request.url.path,
+        None if rid == "-" else rid,
+        code,
+        message,
+        actor,
+    )
+
+
 async def _steward_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StewardError)
     status = status_of(exc)
+    if status == 400:
+        await _audit_bad_input(request, exc.code, exc.message)
     if status >= 500:
         log.error(
             "%s %s failed (request id %s): %s: %s",
@@ -121,6 +144,7 @@ async def _validation_error(request: Request, exc: Exception) -> Response:
     if len(errors) > 1:
         message += f" (and {len(errors) - 1} more)"
     body = error_body(InvalidInput.code, message, {"field": first["field"], "errors": errors})
+    await _audit_bad_input(request, InvalidInput.code, message)
     return OrjsonResponse(body, status_code=422)
 
 
