@@ -71,14 +71,23 @@ def test_unreachable_postgres_is_service_unavailable_without_the_password() -> N
     assert "127.0.0.1:1" in info.value.message
 
 
-def test_the_migrations_build_exactly_the_tables_of_tables_py(db_url: str) -> None:
+@pytest.mark.parametrize("replay", [True, False], ids=["migration-chain", "fresh-create-all"])
+def test_the_migrations_build_exactly_the_tables_of_tables_py(db_url: str, replay: bool) -> None:
+    """Both ways to a new database — replaying every migration, and the fast path first use takes
+    (``create_all`` then stamping head) — end at the schema of ``tables.py``, at the head revision."""
     from alembic.autogenerate import compare_metadata
     from alembic.runtime.migration import MigrationContext
 
+    from steward.store.metadata import head_revision
     from steward.store.tables import metadata
 
-    store = MetadataStore(db_url)
+    if replay:
+        store = MetadataStore(db_url, migrate=False)
+        store.upgrade()
+    else:
+        store = MetadataStore(db_url)
     try:
+        assert store.current_revision() == head_revision()
         with store.engine.connect() as conn:
             context = MigrationContext.configure(conn, opts={"compare_type": True})
             assert compare_metadata(context, metadata) == []
