@@ -240,6 +240,8 @@ def test_nothing_of_another_project_shows_through_any_list_or_get_route(server: 
         known = _fill_other_project(admin)
         assert admin.get(f"/runs/{known['run']}").status_code == 200  # visible where it lives
     gets = [r for r in _routes(server.app) if "GET" in r.methods and _permission(r) not in (PUBLIC, None)]
+    # The trail first: the walk's own refused requests (their paths hold beta's names) are entries too.
+    gets.sort(key=lambda r: not r.path.startswith("/api/v1/audit"))
     assert len(gets) > 30
     leaks = []
     with server.client("admin", project=PROJECT) as same_admin, server.client("ml-engineer") as member:

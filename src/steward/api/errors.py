@@ -22,6 +22,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from steward.api.responses import OrjsonResponse
+from steward.core.acting import current
 from steward.errors import (
     AlreadyExists,
     Conflict,
@@ -89,17 +90,16 @@ async def _audit_bad_input(request: Request, code: str, message: str) -> None:
     guard = getattr(request.app.state, "guard", None)
     if guard is None or not guard.enabled:
         return
+    record = getattr(guard, "record_refusal", None)
+    if record is None:
+        return
     identity = getattr(request.state, "identity", None)
     actor = identity.name if identity is not None else "anonymous"
+    acting = current()
+    project = acting.project if acting is not None else None
     rid = request_id(request)
     await run_in_threadpool(
-        guard.record_refusal,
-        request.method,
-        request.url.path,
-        None if rid == "-" else rid,
-        code,
-        message,
-        actor,
+        record, request.method, request.url.path, None if rid == "-" else rid, code, message, actor, project
     )
 
 
