@@ -77,13 +77,11 @@ def connect(uri: str | None = None, **settings: Any) -> Connection:
     """
     resolved = load_settings(uri=uri, **settings)
     if resolved.uri:
-        from steward.client.credentials import load_token
         from steward.client.http import HttpClient
         from steward.client.registry import RemoteRegistryService
         from steward.client.tracking import RemoteTrackingService
 
-        token = resolved.token or load_token(resolved.home, resolved.uri)
-        http = HttpClient(resolved.uri, token=token, project=resolved.project)
+        http = HttpClient.from_settings(resolved)
         return Connection(
             resolved,
             RemoteTrackingService(http),

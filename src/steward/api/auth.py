@@ -41,15 +41,6 @@ PUBLIC = "public"
 AUTHENTICATED = "authenticated"
 
 
-class Authenticator(Protocol):
-    """Turns a bearer credential into an identity (``IdentityService`` for tokens, the OIDC verifier
-    for JWTs)."""
-
-    def authenticate(self, credential: str) -> Identity:
-        """Return the identity ``credential`` proves, or raise ``Unauthenticated``."""
-        ...
-
-
 class Guard(Protocol):
     """What a route's dependency consults: is auth on, who verifies credentials, who records refusals."""
 

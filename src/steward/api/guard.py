@@ -7,7 +7,6 @@ token, and writes the audit entry of every refused request.
 
 from __future__ import annotations
 
-import threading
 from typing import TYPE_CHECKING
 
 from fastapi import Request
@@ -40,7 +39,6 @@ class Gatekeeper:
         self.enabled = enabled
         self.oidc = oidc
         self._bootstrapped = False
-        self._lock = threading.Lock()
 
     def authenticate(self, credential: str) -> Identity:
         """Return the identity a bearer credential proves.
@@ -56,11 +54,8 @@ class Gatekeeper:
     def awaiting_bootstrap(self) -> bool:
         """Whether no admin exists yet (then only the bootstrap exchange may act). Once one does, this
         is remembered: admins are never all removed through the API."""
-        if self._bootstrapped:
-            return False
-        with self._lock:
-            if not self.identity.needs_bootstrap():
-                self._bootstrapped = True
+        if not self._bootstrapped and not self.identity.needs_bootstrap():
+            self._bootstrapped = True
         return not self._bootstrapped
 
     def refused(self, request: Request, error: StewardError, actor: str, project: str | None) -> None:

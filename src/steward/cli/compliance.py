@@ -40,12 +40,10 @@ class ReportFormat(StrEnum):
 
 
 def _remote(settings: Settings, model: str, version: str, fmt: str) -> bytes:
-    from steward.client.credentials import load_token
     from steward.client.http import HttpClient, segment
 
-    token = settings.token or load_token(settings.home, settings.uri)
     path = f"/models/{segment(model)}/versions/{segment(version)}/compliance"
-    with HttpClient(str(settings.uri), token=token, project=settings.project) as http:
+    with HttpClient.from_settings(settings) as http:
         return http.request("GET", path, params={"format": fmt}).content
 
 

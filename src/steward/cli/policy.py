@@ -152,7 +152,7 @@ def governance() -> Iterator[Governance]:
     if settings.uri:
         from steward.client.http import HttpClient
 
-        with HttpClient(settings.uri, token=settings.token) as http:
+        with HttpClient.from_settings(settings) as http:
             yield Governance(http=http)
         return
     from steward.store.platform import Platform

@@ -16,6 +16,7 @@ import httpx
 import numpy as np
 import orjson
 
+from steward.config import Settings
 from steward.errors import (
     ERRORS_BY_CODE,
     Conflict,
@@ -125,6 +126,16 @@ class HttpClient:
             ),
             transport=transport,
         )
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> HttpClient:
+        """The client of the server ``settings.uri`` names, acting in ``settings.project``, with
+        ``STEWARD_TOKEN`` or else the token ``steward login`` stored for that server."""
+        from steward.client.credentials import load_token
+
+        assert settings.uri, "from_settings needs settings.uri"
+        token = settings.token or load_token(settings.home, settings.uri)
+        return cls(settings.uri, token=token, project=settings.project)
 
     def __repr__(self) -> str:
         return f"HttpClient({self.base_url!r})"

@@ -483,7 +483,7 @@ class OidcVerifier:
         return self._identity(self._claims(token))
 
     def authenticate(self, credential: str) -> Identity:
-        """The API's ``Authenticator`` Protocol: the same as ``verify``."""
+        """The same as ``verify``, under the name ``IdentityService`` (the token verifier) uses."""
         return self.verify(credential)
 
     def _claims(self, token: str) -> dict[str, Any]:
