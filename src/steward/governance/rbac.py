@@ -27,6 +27,10 @@ PERMISSIONS: dict[str, str] = {
     "policies:write": "Create, edit and retire policies.",
     "approvals:read": "Read approval requests.",
     "approvals:decide": "Approve or reject approval requests.",
+    "deploy:read": "Read endpoints, rollouts, their status and A/B results.",
+    "deploy:write": "Create endpoints; start, promote and roll back rollouts; export manifests.",
+    "serving:predict": "Send inference requests to a model server.",
+    "serving:label": "Record ground-truth labels for served predictions.",
     "audit:read": "Read, verify and export the audit trail; build compliance reports.",
     "projects:read": "Read the project and its members.",
     "projects:admin": "Create projects; add and remove members.",
@@ -39,9 +43,20 @@ _READ = frozenset(p for p in PERMISSIONS if p.endswith(":read") and p != "audit:
 
 ROLES: dict[str, frozenset[str]] = {
     "viewer": _READ,
-    "data-scientist": _READ | {"tracking:write", "models:write", "data:write", "pipelines:run"},
+    "data-scientist": _READ
+    | {"tracking:write", "models:write", "data:write", "pipelines:run", "serving:predict", "serving:label"},
     "ml-engineer": _READ
-    | {"tracking:write", "models:write", "models:promote", "data:write", "data:release", "pipelines:run"},
+    | {
+        "tracking:write",
+        "models:write",
+        "models:promote",
+        "data:write",
+        "data:release",
+        "pipelines:run",
+        "deploy:write",
+        "serving:predict",
+        "serving:label",
+    },
     "approver": _READ | {"approvals:decide"},
     "auditor": _READ | {"audit:read"},
     "admin": frozenset(PERMISSIONS),

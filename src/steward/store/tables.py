@@ -507,3 +507,26 @@ approval_decisions = Table(
     Column("at", BigInteger, nullable=False),
 )
 """One decision (``approve`` or ``reject``) per approver per request."""
+
+serving_windows = Table(
+    "serving_windows",
+    metadata,
+    Column("project", String(128), primary_key=True),
+    Column("endpoint", String(128), primary_key=True),
+    Column("version", String(64), primary_key=True),
+    Column("window_start", BigInteger, primary_key=True, autoincrement=False),
+    Column("worker", String(64), primary_key=True),
+    Column("role", String(16), nullable=False),
+    Column("requests", BigInteger, nullable=False, default=0),
+    Column("errors", BigInteger, nullable=False, default=0),
+    Column("latency_sum_ms", Float, nullable=False, default=0.0),
+    Column("latency_buckets", Text, nullable=False),
+    Column("shadow_compared", BigInteger, nullable=False, default=0),
+    Column("shadow_agreed", BigInteger, nullable=False, default=0),
+    Column("updated_at", BigInteger, nullable=False),
+    Index("ix_serving_windows_recent", "project", "endpoint", "window_start"),
+)
+"""What each serving worker saw per endpoint, model version and time window: request and error
+counts, a latency histogram (JSON counts over ``serving.models.LATENCY_BUCKETS_MS``) and, for a
+shadow version, how many of its answers were compared with the stable one's and agreed. Rollout
+analysis and monitoring sum these rows; a worker rewrites its own row of the current window."""
