@@ -5,15 +5,16 @@ The tampering is done the way an intruder with database access would: with SQL o
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import Connection, text
 
 from steward.config import load_settings
-from steward.governance import audit, signing
+from steward.governance import audit, audit_copy, signing
 from steward.governance.audit import Checkpointer, Reason, VerifyReport
 from steward.store.metadata import MetadataStore
 
@@ -278,11 +279,37 @@ def test_the_database_renders_entries_as_python_does(
                 request_id=value, before_digest=None, after_digest=value, checkpoint=checkpointer,
             )  # fmt: skip
         audit.append(conn, actor="plain", action="x.y", resource_kind="k", resource_id="r")
-    rendering = audit._PG_CANONICAL if store.dialect == "postgresql" else audit._SQLITE_CANONICAL
     with store.read() as conn:
-        rendered = conn.execute(text(f"SELECT {rendering} FROM audit_log ORDER BY seq")).scalars().all()
         expected = [e.canonical() for e in audit.entries(conn)]
-    assert rendered == expected  # else verify still works, but re-renders every entry in Python
+        if store.dialect == "postgresql":  # verify streams COPY lines and renders them here
+            lines = _copy_lines(conn)
+            quick = [audit_copy.quick_text(line, line.split(b"\t")) for line in lines]
+            assert quick[-1] is not None  # the plain entry takes the quick path
+            assert [q.decode() for q in quick if q is not None] == [
+                e for e, q in zip(expected, quick, strict=True) if q is not None
+            ]
+            digests = [d for _seq, _prev, _stored, d in audit_copy.digests(lines)]
+            assert digests == [hashlib.sha256(e.encode()).hexdigest() for e in expected]
+            return
+        rendered = conn.execute(
+            text(f"SELECT {audit._SQLITE_CANONICAL} FROM audit_log ORDER BY seq")
+        ).scalars()
+        assert rendered.all() == expected  # else verify still works, but re-renders every entry in Python
+
+
+def _copy_lines(conn: Connection) -> list[bytes]:
+    dbapi = conn.connection.driver_connection
+    assert dbapi is not None
+    data = b""
+    with (
+        dbapi.cursor() as cursor,
+        cursor.copy(
+            f"COPY (SELECT {', '.join(audit_copy.COLUMNS)} FROM audit_log ORDER BY seq) TO STDOUT"
+        ) as copy,
+    ):
+        for block in copy:
+            data += bytes(block)
+    return data.split(b"\n")[:-1]
 
 
 def test_verify_re_renders_in_python_before_calling_an_entry_bad(
@@ -290,7 +317,7 @@ def test_verify_re_renders_in_python_before_calling_an_entry_bad(
 ) -> None:
     write(store, 7, signer)
     monkeypatch.setattr(audit, "_SQLITE_CANONICAL", "'not the canonical form'")
-    monkeypatch.setattr(audit, "_PG_CANONICAL", "'not the canonical form'")
+    monkeypatch.setattr(audit_copy, "_QUICK", b"[%b,%b,%b,%b,%b,%b,%b,%b,%b,%b,%b,%b,%b]")
     assert check(store, signer.public_key).ok
     sql(store, "UPDATE audit_log SET outcome = 'failed' WHERE seq = 6")
     assert_bad(check(store, signer.public_key), 6, Reason.HASH_MISMATCH)

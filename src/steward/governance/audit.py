@@ -22,11 +22,11 @@ from datetime import datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, and_, exists, select
+from sqlalchemy import Connection, and_, exists, func, select
 
 from steward.core.time import to_ms
 from steward.errors import InvalidInput
-from steward.governance import signing
+from steward.governance import audit_copy, signing
 from steward.governance.audit_chain import (
     _HASHED,
     CHECKPOINT_PREFIX,
@@ -159,11 +159,12 @@ class VerifyReport:
         }  # fmt: skip
 
 
-_Row = tuple[int, str, str, str]  # seq, prev_hash, hash, canonical text
+_Row = tuple[int, str, str, str]  # seq, prev_hash, stored hash, SHA-256 of the canonical text
 
 
 class _Walk:
-    """The chain check, fed chunks of ``(seq, prev_hash, hash, canonical)`` in ``seq`` order."""
+    """The chain check, fed chunks of ``(seq, prev_hash, hash, digest)`` in ``seq`` order, where
+    ``digest`` is the SHA-256 the caller computed of the entry's canonical text."""
 
     def __init__(self, public_key: Ed25519PublicKey | None, every: int | None) -> None:
         self.public_key = public_key
@@ -184,14 +185,10 @@ class _Walk:
         if self.every:
             first = -(-rows[0][0] // self.every) * self.every
             marks.update(range(first, rows[-1][0] + 1, self.every))
-        sha256, previous, expected = hashlib.sha256, self.previous, self.expected
+        previous, expected = self.previous, self.expected
         # The tight loop: one combined test per entry; the slow path says what failed.
-        for seq, prev_hash, stored, canonical_text in rows:
-            if (
-                seq != expected
-                or prev_hash != previous
-                or sha256(canonical_text.encode()).hexdigest() != stored
-            ):
+        for seq, prev_hash, stored, digest in rows:
+            if seq != expected or prev_hash != previous or digest != stored:
                 self.bad = self._diagnose(seq, prev_hash, stored, previous, expected, recheck)
                 if self.bad is not None:
                     break
@@ -223,8 +220,7 @@ class _Walk:
                 "entries were reordered, or one was inserted or replaced before it"
             )
             return BadEntry(seq, Reason.PREV_HASH_MISMATCH, message)
-        # The database rendered the canonical text; rendering it here first rules out any difference.
-        if recheck is not None and hashlib.sha256(recheck(seq).encode()).hexdigest() == stored:
+        if recheck is not None and recheck(seq) == stored:
             return None
         return BadEntry(seq, Reason.HASH_MISMATCH, f"entry {seq} does not match its hash: it was edited")
 
@@ -264,35 +260,11 @@ class _Walk:
         )  # fmt: skip
 
 
-# The canonical JSON of each entry, rendered by the database (so only short strings cross into Python).
-# SQLite's json_array writes exactly what ``canonical`` does. PostgreSQL's to_json escapes strings as
-# Python's encoder does, but costs a call per column; a string with no quote, backslash or control
-# character is its own JSON body, so a row whose text columns (details aside) hold none, which one
-# to_json over them all tells, is quoted as it is. ``verify`` re-renders any mismatch in Python anyway.
+# SQLite renders each entry's canonical JSON itself: its json_array writes exactly what ``canonical``
+# does, and only one short string per entry crosses into Python. PostgreSQL streams raw columns instead
+# (``audit_copy``): rendering there costs more than everything else.
 _SQLITE_CANONICAL = f"json_array({', '.join(_HASHED)})"
-_NULLABLE = ("request_id", "before_digest", "after_digest")
-_PLAIN = ("id", "actor", "action", "resource_kind", "resource_id", "outcome", *_NULLABLE, "prev_hash")
-
-
-def _pg_column(name: str, *, escape: bool) -> str:
-    if name in ("seq", "at"):
-        return name
-    if name == "details" or (escape and name not in _NULLABLE):
-        return f"to_json({name})"
-    if escape:
-        return f"coalesce(to_json({name})::text, 'null')"
-    return f"coalesce('\"' || {name} || '\"', 'null')" if name in _NULLABLE else f"'\"', {name}, '\"'"
-
-
-def _pg_array(escape: bool) -> str:
-    return "concat('[', " + ", ',', ".join(_pg_column(n, escape=escape) for n in _HASHED) + ", ']')"
-
-
-_PG_TEXT = f"concat({', '.join(_PLAIN)})"
-_PG_CANONICAL = (
-    f"CASE WHEN to_json({_PG_TEXT})::text = concat('\"', {_PG_TEXT}, '\"') "
-    f"THEN {_pg_array(escape=False)} ELSE {_pg_array(escape=True)} END"
-)
+_PG_RANGE = 250_000  # entries per COPY stream; the checkpoints of one range are read before it
 
 
 def verify(
@@ -304,9 +276,10 @@ def verify(
 ) -> VerifyReport:
     """Walk the whole trail in ``seq`` order and name the first bad entry and why.
 
-    Streams ``chunk`` entries per query (memory stays flat at any length). The database renders each
-    entry's canonical JSON and this process hashes it; an entry whose hash does not match is rendered
-    again here from its columns before it is called bad.
+    Memory stays flat at any length: SQLite is read ``chunk`` entries per query, its own ``json_array``
+    rendering each entry's canonical JSON (an entry whose hash does not match is rendered again here
+    from its columns before it is called bad); PostgreSQL streams the raw columns through COPY and
+    they are rendered here (``audit_copy``).
 
     What it detects: an edited entry (``hash_mismatch``); a deleted one (``seq_gap`` at the entry after
     it); entries reordered or one inserted in the middle (``prev_hash_mismatch``); a checkpoint that is
@@ -324,39 +297,55 @@ def verify(
         conn: A connection (SQLite or PostgreSQL).
         public_key: The key the checkpoints must be signed with; None fails at the first checkpoint.
         every: The checkpoint interval to hold the trail to: a missing checkpoint then fails too.
-        chunk: Entries per query.
+        chunk: Entries per query (SQLite).
     """
     started = time.perf_counter()
     walk = _Walk(public_key, every)
-    postgres = conn.dialect.name == "postgresql"
-    sql = (
-        f"SELECT seq, prev_hash, hash, {_PG_CANONICAL if postgres else _SQLITE_CANONICAL} FROM audit_log "
-        + ("WHERE seq > %s ORDER BY seq LIMIT %s" if postgres else "WHERE seq > ? ORDER BY seq LIMIT ?")
-    )
-
-    def recheck(seq: int) -> str:
-        row = conn.execute(select(audit_log).where(audit_log.c.seq == seq)).one()
-        return canonical([row._mapping[name] for name in _HASHED])
-
     # This statement begins the transaction, so every chunk reads the same snapshot on SQLite.
-    conn.execute(select(audit_log.c.seq).limit(1)).all()
+    last = conn.execute(select(func.max(audit_log.c.seq))).scalar() or 0
     # Rows come as plain tuples from the driver's cursor: SQLAlchemy's Row costs a fifth of the rate.
     dbapi = conn.connection.driver_connection
     assert dbapi is not None
     cursor = dbapi.cursor()
-    after = 0
     try:
-        while True:
-            cursor.execute(sql, (after, chunk))
-            rows = cursor.fetchall()
-            if not rows or not walk.feed(rows, _checkpoints_between(conn, after, rows[-1][0]), recheck):
-                break
-            after = rows[-1][0]
+        if conn.dialect.name == "postgresql":
+            _walk_postgres(conn, dbapi, walk, last)
+        else:
+            _walk_sqlite(conn, cursor, walk, chunk)
     finally:
         cursor.close()
     if walk.bad is None:
         walk.bad = _orphan(conn, walk.expected - 1)
     return walk.report(started)
+
+
+def _walk_sqlite(conn: Connection, cursor: Any, walk: _Walk, chunk: int) -> None:
+    sql = (
+        f"SELECT seq, prev_hash, hash, {_SQLITE_CANONICAL} FROM audit_log WHERE seq > ? ORDER BY seq LIMIT ?"
+    )
+    sha256 = hashlib.sha256
+
+    def recheck(seq: int) -> str:
+        # SQLite rendered the canonical text; rendering it here first rules out any difference.
+        row = conn.execute(select(audit_log).where(audit_log.c.seq == seq)).one()
+        return hashlib.sha256(canonical([row._mapping[name] for name in _HASHED]).encode()).hexdigest()
+
+    after = 0
+    while True:
+        cursor.execute(sql, (after, chunk))
+        rows = [(seq, prev, stored, sha256(text.encode()).hexdigest()) for seq, prev, stored, text in cursor]
+        if not rows or not walk.feed(rows, _checkpoints_between(conn, after, rows[-1][0]), recheck):
+            return
+        after = rows[-1][0]
+
+
+def _walk_postgres(conn: Connection, dbapi: Any, walk: _Walk, last: int) -> None:
+    for after in range(0, last, _PG_RANGE):
+        end = min(after + _PG_RANGE, last)
+        checkpoints = _checkpoints_between(conn, after, end)
+        for rows in audit_copy.stream(dbapi, after, end):
+            if not walk.feed(rows, checkpoints):
+                return
 
 
 def _orphan(conn: Connection, last: int) -> BadEntry | None:
@@ -400,7 +389,8 @@ def verify_records(
             fields = [record[name] for name in _HASHED if name != "details"]
             details = record.get("details_json") or json.dumps(record["details"], sort_keys=True, default=str)
             fields.insert(_HASHED.index("details"), details)
-            rows.append((record["seq"], record["prev_hash"], record["hash"], canonical(fields)))
+            digest = hashlib.sha256(canonical(fields).encode()).hexdigest()
+            rows.append((record["seq"], record["prev_hash"], record["hash"], digest))
             if record.get("checkpoint"):
                 cps[record["seq"]] = Checkpoint(**record["checkpoint"])
         except (KeyError, TypeError) as exc:
@@ -421,7 +411,9 @@ def verify_chain(rows: Iterable[AuditEntry]) -> int | None:
     checkpoints are not checked: ``verify`` does that.
     """
     walk = _Walk(None, None)
-    walk.feed([(e.seq, e.prev_hash, e.hash, e.canonical()) for e in rows], {})
+    walk.feed(
+        [(e.seq, e.prev_hash, e.hash, hashlib.sha256(e.canonical().encode()).hexdigest()) for e in rows], {}
+    )
     return walk.bad.seq if walk.bad is not None else None
 
 
