@@ -8,6 +8,9 @@ The objects a user meets:
 - ``@steward.step`` and ``@steward.pipeline`` make plain typed functions a DAG;
   ``my_pipeline.run(executor="processes", **params)`` runs it (cached, retried, each step a child run);
   ``steward.tune(my_pipeline, space={...}, n_trials=50, metric="auc")`` searches its parameters.
+- ``steward serve churn@production`` serves a model (Open Inference Protocol v2 and ``/predict``); each
+  answer lands in the prediction log, ``steward.read_predictions(endpoint)`` reads it back and
+  ``steward.log_labels(request_ids, labels)`` adds the ground truth when it arrives.
 - ``steward.connect()`` / ``steward.configure()`` choose where it all lives: embedded (SQLite and local
   files, no services) or a Steward server (``STEWARD_URI=http://…``), with the same calls either way.
 """
@@ -53,6 +56,7 @@ from steward.registry.sdk import (
     register_model,
     set_alias,
 )
+from steward.serving.sdk import log_labels, read_predictions
 from steward.tracking.fluent import (
     ActiveRun,
     active_run,
@@ -157,6 +161,7 @@ __all__ = [
     "log_artifact",
     "log_dict",
     "log_figure",
+    "log_labels",
     "log_metric",
     "log_metric_batch",
     "log_metrics",
@@ -165,6 +170,7 @@ __all__ = [
     "log_table",
     "log_text",
     "pipeline",
+    "read_predictions",
     "register_model",
     "restore_run",
     "resume_run",

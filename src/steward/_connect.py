@@ -15,6 +15,8 @@ from steward.pipelines import sdk as pipelines_sdk
 from steward.pipelines.models import PipelineBackend
 from steward.registry import sdk as registry_sdk
 from steward.registry.models import RegistryBackend
+from steward.serving import sdk as serving_sdk
+from steward.serving.sdk import PredictionsBackend
 from steward.tracking import fluent
 from steward.tracking.models import TrackingBackend
 
@@ -40,6 +42,8 @@ class Connection:
     _data: DataBackend | None = None
     _pipelines_factory: Callable[[], PipelineBackend] | None = None
     _pipelines: PipelineBackend | None = None
+    _predictions_factory: Callable[[], PredictionsBackend] | None = None
+    _predictions: PredictionsBackend | None = None
 
     @property
     def data(self) -> DataBackend:
@@ -57,6 +61,15 @@ class Connection:
             assert self._pipelines_factory is not None
             self._pipelines = self._pipelines_factory()
         return self._pipelines
+
+    @property
+    def predictions(self) -> PredictionsBackend:
+        """Logged predictions and late labels: the artifact root's in embedded mode, the server's
+        ``/predictions`` routes in remote mode."""
+        if self._predictions is None:
+            assert self._predictions_factory is not None
+            self._predictions = self._predictions_factory()
+        return self._predictions
 
     def close(self) -> None:
         """Release connections (database pool or HTTP client)."""
@@ -90,6 +103,7 @@ def connect(uri: str | None = None, **settings: Any) -> Connection:
             remote=True,
             _closer=http.close,
             _pipelines_factory=partial(_remote_pipelines, http),
+            _predictions_factory=partial(_remote_predictions, http),
         )
     from steward.registry.service import RegistryService
     from steward.store.platform import Platform
@@ -106,6 +120,7 @@ def connect(uri: str | None = None, **settings: Any) -> Connection:
         False,
         platform.close,
         _pipelines_factory=partial(_embedded_pipelines, platform, tracking),
+        _predictions_factory=partial(_embedded_predictions, platform),
     )
 
 
@@ -125,6 +140,18 @@ def _embedded_pipelines(platform: Any, tracking: Any) -> PipelineBackend:
     from steward.pipelines.service import PipelineService
 
     return PipelineService(platform, tracking)
+
+
+def _remote_predictions(http: Any) -> PredictionsBackend:
+    from steward.client.predictions import RemotePredictionService
+
+    return RemotePredictionService(http)
+
+
+def _embedded_predictions(platform: Any) -> PredictionsBackend:
+    from steward.serving.prediction_service import PredictionService
+
+    return PredictionService(platform)
 
 
 def _embedded_data(platform: Any) -> DataBackend:
@@ -184,7 +211,12 @@ def _resolve_pipelines() -> PipelineBackend:
     return default_connection().pipelines
 
 
+def _resolve_predictions() -> PredictionsBackend:
+    return default_connection().predictions
+
+
 fluent.set_backend_resolver(_resolve)
+serving_sdk.set_predictions_resolver(_resolve_predictions)
 pipelines_sdk.set_pipeline_resolver(_resolve_pipelines)
 data_sdk.set_data_resolver(_resolve_data)
 registry_sdk.set_registry_resolver(_resolve_registry)

@@ -24,6 +24,7 @@ from steward.api.limits import BodyLimitMiddleware
 from steward.api.model_signing import router as model_signing_router
 from steward.api.pipelines import router as pipelines_router
 from steward.api.policy import router as policy_router
+from steward.api.predictions import router as predictions_router
 from steward.api.registry import router as registry_router
 from steward.api.responses import OrjsonResponse
 from steward.api.tracking import router as tracking_router
@@ -114,4 +115,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(policy_router)
     app.include_router(approvals_router)
     app.include_router(compliance_router)
+    app.include_router(predictions_router)
     return app
