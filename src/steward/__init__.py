@@ -11,6 +11,10 @@ The objects a user meets:
 - ``steward serve churn@production`` serves a model (Open Inference Protocol v2 and ``/predict``); each
   answer lands in the prediction log, ``steward.read_predictions(endpoint)`` reads it back and
   ``steward.log_labels(request_ids, labels)`` adds the ground truth when it arrives.
+- ``steward.create_endpoint(name, model, version)`` puts a version behind an endpoint (through the
+  policy gate); ``steward.start_rollout(endpoint, "canary", version)`` moves traffic to another one
+  (also ``blue-green``, ``ab``, ``shadow``), ``rollback_rollout`` moves it back, ``rollout_results``
+  reports an A/B test.
 - ``steward.connect()`` / ``steward.configure()`` choose where it all lives: embedded (SQLite and local
   files, no services) or a Steward server (``STEWARD_URI=http://…``), with the same calls either way.
 """
@@ -21,6 +25,19 @@ from steward._connect import Connection, configure, connect, default_connection
 from steward.core.signature import Signature, infer_signature
 from steward.data.models import Dataset, DatasetVersion
 from steward.data.sdk import diff_datasets, get_dataset, get_dataset_version, ingest, list_datasets
+from steward.deploy.sdk import (
+    abort_rollout,
+    create_endpoint,
+    delete_endpoint,
+    endpoint_status,
+    get_endpoint,
+    get_rollout,
+    list_endpoints,
+    promote_rollout,
+    rollback_rollout,
+    rollout_results,
+    start_rollout,
+)
 from steward.errors import (
     AlreadyExists,
     Conflict,
@@ -132,29 +149,36 @@ __all__ = [
     "TuneResult",
     "UnsafeArtifact",
     "__version__",
+    "abort_rollout",
     "active_run",
     "alias_history",
     "archive_model_version",
     "configure",
     "connect",
+    "create_endpoint",
     "default_connection",
     "delete_alias",
+    "delete_endpoint",
     "delete_run",
     "diff_datasets",
     "download_artifact",
     "end_run",
+    "endpoint_status",
     "export_onnx",
     "get_dataset",
     "get_dataset_version",
+    "get_endpoint",
     "get_metric_history",
     "get_model",
     "get_model_version",
     "get_pipeline_run",
+    "get_rollout",
     "get_run",
     "infer_signature",
     "ingest",
     "list_artifacts",
     "list_datasets",
+    "list_endpoints",
     "list_model_versions",
     "list_pipeline_runs",
     "load_model",
@@ -170,14 +194,18 @@ __all__ = [
     "log_table",
     "log_text",
     "pipeline",
+    "promote_rollout",
     "read_predictions",
     "register_model",
     "restore_run",
     "resume_run",
+    "rollback_rollout",
+    "rollout_results",
     "search_runs",
     "set_alias",
     "set_tag",
     "set_tags",
+    "start_rollout",
     "start_run",
     "step",
     "tune",

@@ -11,6 +11,8 @@ from typing import Any
 from steward.config import Settings, load_settings
 from steward.data import sdk as data_sdk
 from steward.data.models import DataBackend
+from steward.deploy import sdk as deploy_sdk
+from steward.deploy.models import DeployBackend
 from steward.pipelines import sdk as pipelines_sdk
 from steward.pipelines.models import PipelineBackend
 from steward.registry import sdk as registry_sdk
@@ -44,6 +46,8 @@ class Connection:
     _pipelines: PipelineBackend | None = None
     _predictions_factory: Callable[[], PredictionsBackend] | None = None
     _predictions: PredictionsBackend | None = None
+    _deploy_factory: Callable[[], DeployBackend] | None = None
+    _deploy: DeployBackend | None = None
 
     @property
     def data(self) -> DataBackend:
@@ -70,6 +74,15 @@ class Connection:
             assert self._predictions_factory is not None
             self._predictions = self._predictions_factory()
         return self._predictions
+
+    @property
+    def deploy(self) -> DeployBackend:
+        """Endpoints and rollouts: the store's in embedded mode, the server's ``/endpoints`` routes in
+        remote mode."""
+        if self._deploy is None:
+            assert self._deploy_factory is not None
+            self._deploy = self._deploy_factory()
+        return self._deploy
 
     def close(self) -> None:
         """Release connections (database pool or HTTP client)."""
@@ -104,6 +117,7 @@ def connect(uri: str | None = None, **settings: Any) -> Connection:
             _closer=http.close,
             _pipelines_factory=partial(_remote_pipelines, http),
             _predictions_factory=partial(_remote_predictions, http),
+            _deploy_factory=partial(_remote_deploy, http),
         )
     from steward.registry.service import RegistryService
     from steward.store.platform import Platform
@@ -121,6 +135,7 @@ def connect(uri: str | None = None, **settings: Any) -> Connection:
         platform.close,
         _pipelines_factory=partial(_embedded_pipelines, platform, tracking),
         _predictions_factory=partial(_embedded_predictions, platform),
+        _deploy_factory=partial(_embedded_deploy, platform, registry),
     )
 
 
@@ -152,6 +167,18 @@ def _embedded_predictions(platform: Any) -> PredictionsBackend:
     from steward.serving.prediction_service import PredictionService
 
     return PredictionService(platform)
+
+
+def _remote_deploy(http: Any) -> DeployBackend:
+    from steward.client.deploy import RemoteDeployService
+
+    return RemoteDeployService(http)
+
+
+def _embedded_deploy(platform: Any, registry: Any) -> DeployBackend:
+    from steward.deploy.service import DeployService
+
+    return DeployService(platform, registry)
 
 
 def _embedded_data(platform: Any) -> DataBackend:
@@ -217,6 +244,7 @@ def _resolve_predictions() -> PredictionsBackend:
 
 fluent.set_backend_resolver(_resolve)
 serving_sdk.set_predictions_resolver(_resolve_predictions)
+deploy_sdk.set_deploy_resolver(lambda: default_connection().deploy)
 pipelines_sdk.set_pipeline_resolver(_resolve_pipelines)
 data_sdk.set_data_resolver(_resolve_data)
 registry_sdk.set_registry_resolver(_resolve_registry)

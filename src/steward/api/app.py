@@ -14,6 +14,7 @@ from steward.api.audit import router as audit_router
 from steward.api.auth import public
 from steward.api.compliance import router as compliance_router
 from steward.api.data import router as data_router
+from steward.api.deploy import router as deploy_router
 from steward.api.deps import API_PREFIX
 from steward.api.docs import install_docs
 from steward.api.errors import install_error_handling
@@ -116,4 +117,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(approvals_router)
     app.include_router(compliance_router)
     app.include_router(predictions_router)
+    app.include_router(deploy_router)
     return app

@@ -19,6 +19,8 @@ from steward.cli import (
     compliance,
     data,
     db,
+    deploy,
+    deploy_export,
     experiments,
     identity,
     keys,
@@ -72,6 +74,8 @@ app.add_typer(audit.app, name="audit")
 app.add_typer(policy.app, name="policy")
 app.add_typer(approvals.app, name="approvals")
 app.add_typer(compliance.app, name="compliance")
+app.add_typer(deploy.app, name="deploy")
+deploy.app.command("export")(deploy_export.export)
 models.app.command("promote")(policy.promote)
 app.add_typer(identity.projects_app, name="projects")
 app.add_typer(identity.users_app, name="users")

@@ -530,3 +530,78 @@ serving_windows = Table(
 counts, a latency histogram (JSON counts over ``serving.models.LATENCY_BUCKETS_MS``) and, for a
 shadow version, how many of its answers were compared with the stable one's and agreed. Rollout
 analysis and monitoring sum these rows; a worker rewrites its own row of the current window."""
+
+# -- deploy: endpoints and rollouts ---------------------------------------------------------------
+
+endpoints = Table(
+    "endpoints",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("project", String(128), nullable=False),
+    Column("name", String(128), nullable=False),
+    Column("model", String(128), nullable=False),
+    Column("description", Text, nullable=False, default=""),
+    Column("gate_alias", String(128), nullable=False, default="production"),
+    Column("sticky_key", String(128), nullable=True),
+    Column("revision", BigInteger, nullable=False, default=1),
+    Column("active_rollout", String(32), nullable=True),
+    Column("created_at", BigInteger, nullable=False),
+    Column("created_by", String(256), nullable=False, default=""),
+    Column("updated_at", BigInteger, nullable=False),
+    UniqueConstraint("project", "name", name="uq_endpoints_project_name"),
+)
+"""Named entry points to one registered model: the traffic plan's ``revision`` (one more on every
+change), the policy-gated alias a deployed version must be allowed to take (``gate_alias``), the request
+field whose hash keeps a user on one A/B arm (``sticky_key``) and the rollout under way, if any."""
+
+endpoint_arms = Table(
+    "endpoint_arms",
+    metadata,
+    Column("endpoint_id", String(32), ForeignKey("endpoints.id"), primary_key=True),
+    Column("version", String(64), primary_key=True),
+    Column("project", String(128), nullable=False),
+    Column("role", String(16), nullable=False),
+    Column("weight", Float, nullable=False),
+    Column("position", Integer, nullable=False),
+)
+"""The arms of an endpoint's traffic plan: each model version it serves, its role
+(``serving.models.ROLES``) and share of live traffic, rewritten whole with every revision."""
+
+rollouts = Table(
+    "rollouts",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("project", String(128), nullable=False),
+    Column("endpoint_id", String(32), ForeignKey("endpoints.id"), nullable=False),
+    Column("strategy", String(16), nullable=False),
+    Column("version", String(64), nullable=False),
+    Column("baseline", String(64), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("step", Integer, nullable=False, default=0),
+    Column("options", Text, nullable=False),
+    Column("step_started_at", BigInteger, nullable=False),
+    Column("analysis", Text, nullable=True),
+    Column("message", Text, nullable=False, default=""),
+    Column("created_at", BigInteger, nullable=False),
+    Column("created_by", String(256), nullable=False, default=""),
+    Column("ended_at", BigInteger, nullable=True),
+    Index("ix_rollouts_endpoint", "endpoint_id", "created_at"),
+)
+"""Rollouts of a candidate ``version`` onto an endpoint whose stable version was ``baseline``: the
+strategy, its options (JSON), the state and step it is at, and the last analysis (JSON)."""
+
+rollout_events = Table(
+    "rollout_events",
+    metadata,
+    Column("rollout_id", String(32), ForeignKey("rollouts.id"), primary_key=True),
+    Column("seq", Integer, primary_key=True, autoincrement=False),
+    Column("project", String(128), nullable=False),
+    Column("at", BigInteger, nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("step", Integer, nullable=False),
+    Column("actor", String(256), nullable=False, default=""),
+    Column("message", Text, nullable=False, default=""),
+    Column("details", Text, nullable=False),
+)
+"""What happened to a rollout, numbered from 1: started, each step and analysis verdict, promotion,
+rollback, abort; ``details`` (JSON) holds the traffic plan after it and the analysis that decided it."""
