@@ -24,7 +24,7 @@ from fsspec.implementations.local import LocalFileSystem
 from steward.config import load_settings
 from steward.errors import InvalidInput
 from steward.serving.log_store import LogStore, read_predictions
-from steward.serving.models import PredictionRecord
+from steward.serving.models import NamedColumns, PredictionRecord
 from steward.serving.prediction_log import PredictionLog
 from steward.store.platform import Platform
 
@@ -157,6 +157,28 @@ def test_rows_carry_each_input_and_output_as_a_typed_column(log: PredictionLog, 
     images = read_predictions(store, "images").to_pylist()
     assert [r["in.x"] for r in images] == [[0.0, 1.0, 2.0, 3.0], [4.0, 5.0, 6.0, 7.0], [8.0, 9.0, 10.0, 11.0]]
     assert [r["out.prediction"] for r in images] == ["cat", "dog", "cat"]
+
+
+def test_named_arrays_from_the_fast_path_land_as_a_dataframe_would(log: PredictionLog, root: Path) -> None:
+    names = ("age", "income")
+    for i in range(40):  # many single rows, as the server hands them over: concatenated once per batch
+        block = NamedColumns(names, np.array([[20.0 + i, 100.0 * i]]))
+        log.offer(record(f"named-{i:02d}", inputs=block, outputs=np.array([[0.25, 0.75]])))
+    pair = NamedColumns(names, np.array([[1.0, 2.0], [3.0, 4.0]]))
+    log.offer(record("named-pair", inputs=pair, outputs=np.array([[0.9, 0.1], [0.2, 0.8]])))
+    frame = pd.DataFrame({"age": [70.0], "income": [5.0]})
+    log.offer(record("frame", inputs=frame, outputs=np.array([[0.6, 0.4]])))
+    assert log.flush(GUARD)
+
+    rows = read_predictions(LogStore(str(root)), "churn").to_pylist()
+    assert len(rows) == 43
+    by_id = {(r["request_id"], r["row"]): r for r in rows}
+    assert (by_id[("named-07", 0)]["in.age"], by_id[("named-07", 0)]["in.income"]) == (27.0, 700.0)
+    assert [by_id[("named-pair", i)]["in.income"] for i in (0, 1)] == [2.0, 4.0]
+    assert [by_id[("named-pair", i)]["out.prediction"] for i in (0, 1)] == [0, 1]
+    assert by_id[("named-pair", 1)]["out.scores"] == [0.2, 0.8]
+    assert (by_id[("frame", 0)]["in.age"], by_id[("frame", 0)]["out.prediction"]) == (70.0, 0)
+    assert log.stats()["written"] == 42 and log.stats()["failed"] == 0
 
 
 def test_versions_with_different_signatures_are_read_together(log: PredictionLog, root: Path) -> None:

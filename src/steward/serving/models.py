@@ -15,7 +15,7 @@ import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Final, Protocol
+from typing import Any, Final, Protocol
 
 from steward.errors import InvalidInput
 
@@ -224,8 +224,9 @@ class PredictionRecord:
         request_id: The request's id (``X-Request-Id`` if the client sent one, else generated); what
             ``steward.log_labels`` joins on.
         at_ms: When the request arrived (Unix ms, UTC).
-        inputs: What the model received for this request after the signature check: a DataFrame
-            (columns signature) or an ndarray (tensor signature); one request may hold several rows.
+        inputs: What the model received for this request after the signature check: a DataFrame or
+            :class:`NamedColumns` (columns signature) or an ndarray (tensor signature); one request may
+            hold several rows.
         outputs: The model's answer for those rows (an ndarray, one entry or row per input row).
         latency_ms: Time from the request's arrival to its answer.
         status: The HTTP status sent back.
@@ -250,3 +251,20 @@ class PredictionSink(Protocol):
     def offer(self, record: PredictionRecord) -> None:
         """Queue ``record`` (or count it as dropped when the queue is full)."""
         ...
+
+
+@dataclass(frozen=True)
+class NamedColumns:
+    """A 2-D array whose columns have names: how the server hands a columns-signature input to the
+    prediction log without building a DataFrame per request (the log concatenates many at once).
+
+    Args:
+        names: The column names, in the array's column order.
+        values: The rows, shape ``(rows, len(names))``.
+    """
+
+    names: tuple[str, ...]
+    values: Any
+
+    def __len__(self) -> int:
+        return len(self.values)

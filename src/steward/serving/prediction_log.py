@@ -30,7 +30,7 @@ import pyarrow as pa
 from steward.core.names import NAME_PATTERN
 from steward.errors import InvalidInput
 from steward.serving.log_store import LogStore, hour_of
-from steward.serving.models import PredictionRecord
+from steward.serving.models import NamedColumns, PredictionRecord
 
 if TYPE_CHECKING:
     import fsspec
@@ -317,11 +317,24 @@ def _partition(records: list[PredictionRecord]) -> dict[tuple[str, str, str], tu
     """Group records by project, endpoint, hour and column layout: one table per group, and the number
     of records that could not be converted, per partition."""
     groups: dict[tuple[tuple[str, str, str], tuple[Any, ...]], list[_Member]] = {}
+    stacked: dict[tuple[tuple[str, str, str], Any, Any], list[PredictionRecord]] = {}
     result: dict[tuple[str, str, str], tuple[_Tables, int]] = {}
+    usable: dict[tuple[str, str], bool] = {}
     for record in records:
         place = (record.project, record.endpoint, hour_of(record.at_ms))
+        names = (record.project, record.endpoint)
+        if names not in usable:
+            usable[names] = bool(NAME_PATTERN.match(record.project) and NAME_PATTERN.match(record.endpoint))
+        # The common case (arrays from the server's fast path) is grouped as it is and concatenated once
+        # per group; anything else is converted record by record below.
+        in_key, out_key = _stack_key(record.inputs), _stack_key(record.outputs)
+        if usable[names] and in_key is not None and out_key is not None:
+            rows = len(record.inputs)  # type: ignore[arg-type]
+            if rows and rows == len(record.outputs):  # type: ignore[arg-type]
+                stacked.setdefault((place, in_key, out_key), []).append(record)
+                continue
         try:
-            if not (NAME_PATTERN.match(record.project) and NAME_PATTERN.match(record.endpoint)):
+            if not usable[names]:
                 raise InvalidInput(f"unusable project or endpoint name {record.endpoint!r}")
             inputs = _columns(record.inputs, "in.", "x")
             outputs = _columns(record.outputs, "out.", None)
@@ -337,6 +350,18 @@ def _partition(records: list[PredictionRecord]) -> dict[tuple[str, str, str], tu
             continue
         layout = (*_layout(inputs), "|", *_layout(outputs))
         groups.setdefault((place, layout), []).append((record, n, inputs, outputs))
+    for (place, _, _), group in stacked.items():
+        tables, failed = result.get(place, ([], 0))
+        try:
+            tables.append((_stacked_table(group), len(group)))
+        except Exception as exc:  # a group that cannot be stacked: record by record, as any other
+            logger.debug("prediction log: converting a group record by record: %s", exc)
+            for record in group:
+                inputs, outputs = _columns(record.inputs, "in.", "x"), _columns(record.outputs, "out.", None)
+                layout = (*_layout(inputs), "|", *_layout(outputs))
+                member = (record, _rows_of(inputs), inputs, outputs)
+                groups.setdefault((place, layout), []).append(member)
+        result[place] = (tables, failed)
     for (place, _), members in groups.items():
         tables, failed = result.get(place, ([], 0))
         try:
@@ -351,6 +376,32 @@ def _partition(records: list[PredictionRecord]) -> dict[tuple[str, str, str], tu
                     failed += 1
         result[place] = (tables, failed)
     return result
+
+
+def _stack_key(value: object) -> tuple[Any, ...] | None:
+    """What records' values must share to be concatenated as they are, or None if they cannot be."""
+    names = value.names if isinstance(value, NamedColumns) else None
+    array = value.values if isinstance(value, NamedColumns) else value
+    if isinstance(array, np.ndarray) and array.dtype not in (object, np.float16) and array.ndim in (1, 2):
+        return (names, array.dtype.str, array.shape[1:])
+    return None
+
+
+def _stacked(values: list[Any]) -> Any:
+    first = values[0]
+    if isinstance(first, NamedColumns):
+        return NamedColumns(first.names, np.concatenate([v.values for v in values]))
+    return np.concatenate(values) if len(values) > 1 else first
+
+
+def _stacked_table(records: list[PredictionRecord]) -> pa.Table:
+    """One table for records whose inputs and outputs share a ``_stack_key``: each kind concatenated
+    once, then split into columns once."""
+    counts = np.fromiter((len(r.inputs) for r in records), np.int64, len(records))  # type: ignore[arg-type]
+    columns = _fixed_columns(records, counts)
+    columns.update(_columns(_stacked([r.inputs for r in records]), "in.", "x"))
+    columns.update(_columns(_stacked([r.outputs for r in records]), "out.", None))
+    return pa.table({name: _arrow(values) for name, values in columns.items()})
 
 
 def _layout(columns: Columns) -> list[tuple[str, int]]:
@@ -377,6 +428,12 @@ def _columns(value: object, prefix: str, tensor_name: str | None) -> Columns:
     """``value`` as named columns of one length (1-D, or 2-D for list columns)."""
     if value is None:
         return {}
+    if isinstance(value, NamedColumns):
+        block = _values(value.values)
+        named: Columns = {}
+        for i, name in enumerate(value.names):
+            named.setdefault(f"{prefix}{name}", block[:, i])
+        return named
     if isinstance(value, Mapping):
         return {f"{prefix}{name}": _values(v) for name, v in value.items()}
     if isinstance(value, pa.Table | pa.RecordBatch):
@@ -418,6 +475,17 @@ def _values(value: object) -> Any:
 def _table(members: list[_Member]) -> pa.Table:
     records = [m[0] for m in members]
     counts = np.fromiter((m[1] for m in members), np.int64, len(members))
+    columns = _fixed_columns(records, counts)
+    for name in members[0][2]:
+        columns[name] = _concat([m[2][name] for m in members])
+    for name in members[0][3]:
+        columns[name] = _concat([m[3][name] for m in members])
+    return pa.table(columns)
+
+
+def _fixed_columns(records: list[PredictionRecord], counts: np.ndarray[Any, Any]) -> dict[str, Any]:
+    """The columns every row has (``log_store.PREDICTION_SCHEMA``), each record's values repeated for
+    its rows."""
     total = int(counts.sum())
 
     def repeated(values: list[Any], kind: pa.DataType) -> pa.Array:
@@ -438,11 +506,7 @@ def _table(members: list[_Member]) -> pa.Table:
         "latency_ms": pa.array(np.repeat(np.array([r.latency_ms for r in records], np.float64), counts)),
         "status": pa.array(np.repeat(np.array([r.status for r in records], np.int32), counts)),
     }  # fmt: skip
-    for name in members[0][2]:
-        columns[name] = _concat([m[2][name] for m in members])
-    for name in members[0][3]:
-        columns[name] = _concat([m[3][name] for m in members])
-    return pa.table(columns)
+    return columns
 
 
 def _concat(pieces: list[Any]) -> pa.Array | pa.ChunkedArray:
