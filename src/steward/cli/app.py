@@ -30,6 +30,7 @@ from steward.cli import (
     policy,
     quickstart,
     runs,
+    serve,
     server,
 )
 from steward.cli.output import print_steward_error
@@ -84,6 +85,7 @@ app.command("login")(identity.login_command)
 app.command("logout")(identity.logout_command)
 app.command("run")(pipelines.run_pipeline)
 app.command("server")(server.server)
+app.command("serve")(serve.serve)
 app.command("quickstart")(quickstart.quickstart)
 
 

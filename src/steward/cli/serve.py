@@ -1,0 +1,204 @@
+"""``steward serve``: the inference server (Open Inference Protocol v2, ``/predict``, ``/metrics``).
+
+``steward serve churn@production`` serves one model (moving the alias swaps the version, blue-green);
+``--config models.yaml`` serves several (``steward.serving.sources``); ``--endpoint NAME`` serves deployed
+endpoints and follows their rollouts (``steward.deploy``). With ``--auth`` model routes need a bearer
+token holding ``serving:predict`` in the endpoint's project, checked by the API's own gatekeeper.
+
+The server names two factories by import path, because they reach into higher layers than
+``steward.serving`` may import: :func:`endpoint_source` here, and
+``steward.api.serving_auth.build_authorise``. With ``--endpoint``, this process also runs the rollout
+controller (``steward.deploy.controller``), which analyses each step and promotes or rolls back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Final
+
+import typer
+
+from steward.cli.output import err_console
+from steward.cli.server import LogLevel
+from steward.config import load_settings
+from steward.errors import InvalidInput, StewardError
+
+if TYPE_CHECKING:
+    from steward.config import Settings
+    from steward.deploy.controller import Controller
+    from steward.serving.models import TrafficSource
+    from steward.serving.server import ServeOptions
+    from steward.store.platform import Platform
+
+AUTHORISER: Final = "steward.api.serving_auth:build_authorise"
+ENDPOINT_SOURCE: Final = "steward.cli.serve:endpoint_source"
+
+
+def serve(
+    references: Annotated[
+        list[str] | None,
+        typer.Argument(
+            help="Models to serve: NAME@ALIAS, NAME/VERSION or NAME (newest); ENDPOINT=REF renames."
+        ),
+    ] = None,
+    config: Annotated[
+        Path | None, typer.Option("--config", "-c", dir_okay=False, help="A YAML/JSON file naming endpoints.")
+    ] = None,
+    endpoint: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--endpoint", "-e", help="Serve this deployed endpoint (repeat for more; 'all' for all)."
+        ),
+    ] = None,
+    host: Annotated[str, typer.Option("--host", help="Address to listen on; 0.0.0.0 for all.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", "-p", min=0, max=65535, help="TCP port.")] = 9000,
+    workers: Annotated[int, typer.Option("--workers", "-w", min=1, help="Worker processes.")] = 1,
+    max_batch_size: Annotated[
+        int, typer.Option("--max-batch-size", min=1, help="The most rows one model batch gathers.")
+    ] = 64,
+    max_wait_ms: Annotated[
+        float, typer.Option("--max-wait-ms", min=0.0, help="The longest a batch gathers requests (ms).")
+    ] = 2.0,
+    max_request_bytes: Annotated[
+        int, typer.Option("--max-request-bytes", min=1024, help="Larger request bodies get 413.")
+    ] = 16 * 1024 * 1024,
+    auth: Annotated[
+        bool | None,
+        typer.Option(
+            "--auth/--no-auth", help="Model routes need a token with serving:predict (default: STEWARD_AUTH)."
+        ),
+    ] = None,
+    log_sample_rate: Annotated[
+        float,
+        typer.Option(
+            "--log-sample-rate",
+            min=0.0,
+            max=1.0,
+            help="Share of requests written to the prediction log (0: none).",
+        ),
+    ] = 1.0,
+    project: Annotated[
+        str | None, typer.Option("--project", help="The models' project (default: STEWARD_PROJECT).")
+    ] = None,
+    trust: Annotated[
+        bool, typer.Option("--trust", help="Allow code-bearing model formats (pyfunc) you have reviewed.")
+    ] = False,
+    onnx: Annotated[
+        bool, typer.Option("--onnx/--no-onnx", help="Run a version's ONNX format when it has one.")
+    ] = True,
+    log_level: Annotated[
+        LogLevel, typer.Option("--log-level", case_sensitive=False, help="How much the server logs.")
+    ] = LogLevel.INFO,
+) -> None:
+    """Serve models over the Open Inference Protocol v2 (/v2/...), plain JSON (/predict/NAME) and /metrics.
+
+    Each version is verified and warmed up before it takes traffic. Moving an alias, editing the config or
+    a rollout moves traffic without dropping a request.
+    """
+    from steward.api.server import settings_environment
+    from steward.serving.server import ServeOptions, check_source, run
+
+    settings = load_settings(auth=auth, project=project)
+    names = tuple(endpoint or ())
+    options = ServeOptions(
+        references=tuple(references or ()),
+        config=str(config) if config is not None else None,
+        endpoints=() if names == ("all",) else names,
+        use_endpoints=bool(names),
+        host=host,
+        port=port,
+        workers=workers,
+        max_batch_size=max_batch_size,
+        max_wait_ms=max_wait_ms,
+        max_request_bytes=max_request_bytes,
+        log_sample_rate=log_sample_rate,
+        project=settings.project,
+        trust=trust,
+        prefer_onnx=onnx,
+        source_factory=ENDPOINT_SOURCE if names else None,
+        authoriser=AUTHORISER if settings.auth else None,
+        log_level=log_level.value,
+        environment=settings_environment(settings),
+    )
+    served = check_source(options, settings)
+    err_console.print(
+        f"Serving {', '.join(served) or 'no endpoint yet'} on [bold]http://{host}:{port}[/bold] "
+        f"(/v2/models/NAME/infer, /predict/NAME, /metrics); auth {'on' if settings.auth else 'off'}, "
+        f"{workers} worker{'s' if workers > 1 else ''}; Ctrl-C stops it.",
+        soft_wrap=True,
+    )
+    controller = _rollout_controller(settings, options) if names else None
+    try:
+        run(options, settings)
+    finally:
+        if controller is not None:
+            controller.stop()
+
+
+def _rollout_controller(settings: Settings, options: ServeOptions) -> Controller:
+    """The controller of the served endpoints' rollouts, asking this server whether a version is ready."""
+    from steward.deploy.controller import Controller, HttpReadiness
+    from steward.store.platform import Platform
+
+    host = "127.0.0.1" if options.host in ("0.0.0.0", "::", "") else options.host
+    readiness = HttpReadiness([f"http://{host}:{options.port}"]) if options.port else None
+    return Controller(
+        Platform.from_settings(settings), options.endpoints or None, readiness=readiness
+    ).start()
+
+
+def endpoint_source(platform: Platform, endpoints: Sequence[str] | None) -> TrafficSource:
+    """The traffic source of deployed endpoints (``steward.deploy``), for ``steward serve --endpoint``.
+
+    Args:
+        platform: The server's platform.
+        endpoints: The endpoints to serve (None: all of the project's).
+
+    Raises:
+        InvalidInput: If this installation has no deploy package yet.
+    """
+    try:
+        from steward.deploy.source import EndpointSource
+    except ImportError:
+        raise InvalidInput(
+            "steward serve --endpoint serves deployed endpoints, which needs steward.deploy; this "
+            "installation does not have it: serve a model reference (NAME@ALIAS) or --config FILE",
+            {"field": "endpoint"},
+        ) from None
+    source: TrafficSource = EndpointSource(platform, endpoints)
+    return source
+
+
+def main(args: Sequence[str] | None = None) -> None:
+    """Run ``serve`` on its own (``python -m steward.cli.serve``); ``steward serve`` is the usual way.
+
+    Args:
+        args: The command line (``sys.argv[1:]`` if None).
+
+    Raises:
+        SystemExit: With 1 after printing a Steward error, 2 for a usage error.
+    """
+    import click
+
+    from steward.cli.output import print_steward_error
+
+    single = typer.Typer(add_completion=False)
+    single.command()(serve)
+    command = typer.main.get_command(single)
+    try:
+        command.main(
+            args=list(args) if args is not None else None, prog_name="steward serve", standalone_mode=False
+        )
+    except StewardError as exc:
+        print_steward_error(exc)
+        raise SystemExit(1) from None
+    except click.exceptions.Exit as exc:
+        raise SystemExit(exc.exit_code) from None
+    except click.ClickException as exc:
+        exc.show()
+        raise SystemExit(exc.exit_code) from None
+
+
+if __name__ == "__main__":
+    main()
