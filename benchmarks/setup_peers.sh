@@ -2,7 +2,8 @@
 # Install the peer systems the benchmarks compare Steward against, each into its own
 # virtual environment under benchmarks/.peers/ (never into Steward's venv).
 #
-# Usage: bash benchmarks/setup_peers.sh
+# Usage: bash benchmarks/setup_peers.sh [PEER ...]
+#   PEER: mlflow, pandera, gx, prefect, bentoml; none given: all of them.
 # Idempotent: a peer already installed at the pinned version is skipped.
 set -euo pipefail
 
@@ -19,6 +20,9 @@ PYARROW_VERSION="26.0.1"
 NUMPY_VERSION="2.4.6"
 PREFECT_VERSION="3.8.8"  # the pipelines peer; the last 3.8.x
 PREFECT_FASTAPI_SPEC="fastapi<0.155"  # Prefect 3.8 does not run with newer FastAPI releases
+# The serving benchmark trains the same models in each venv: the scikit-learn and numpy of Steward's venv.
+SKLEARN_VERSION="1.9.1"
+BENTOML_VERSION="${BENTOML_VERSION:-}"  # empty: the newest release that installs
 
 mkdir -p "$PEERS"
 
@@ -36,6 +40,38 @@ install_mlflow() {
     # The full mlflow package carries the tracking server (Flask app, gunicorn/uvicorn, SQLAlchemy, alembic).
     "$venv/bin/python" -m pip install --quiet "mlflow==$MLFLOW_VERSION"
     "$venv/bin/python" -c "import mlflow; print('mlflow', mlflow.__version__, 'installed')"
+}
+
+# install_mlflow_serving: scikit-learn in the MLflow venv, for `mlflow models serve --env-manager local`
+# in benchmarks/serving.py (the model is trained and served in that venv, with Steward's versions).
+install_mlflow_serving() {
+    local venv="$PEERS/mlflow"
+    if "$venv/bin/python" -c "import importlib.metadata as m, sys; sys.exit(m.version('scikit-learn') != '$SKLEARN_VERSION' or m.version('numpy') != '$NUMPY_VERSION')" 2>/dev/null; then
+        echo "scikit-learn $SKLEARN_VERSION already installed in $venv"
+        return
+    fi
+    echo "installing scikit-learn $SKLEARN_VERSION into $venv"
+    "$venv/bin/python" -m pip install --quiet "scikit-learn==$SKLEARN_VERSION" "numpy==$NUMPY_VERSION" \
+        "mlflow==$MLFLOW_VERSION"
+    "$venv/bin/python" -c "import sklearn, mlflow.pyfunc.scoring_server; print('scikit-learn', sklearn.__version__, 'installed')"
+}
+
+# install_bentoml: a venv benchmarks/.peers/bentoml with BentoML, scikit-learn and pandas, for
+# benchmarks/peer_serving.py. Optional: the serving benchmark skips BentoML when this venv is missing.
+install_bentoml() {
+    local venv="$PEERS/bentoml"
+    local spec="bentoml${BENTOML_VERSION:+==$BENTOML_VERSION}"
+    if [ -x "$venv/bin/bentoml" ] \
+        && "$venv/bin/python" -c "import importlib.metadata as m, sys; sys.exit(m.version('scikit-learn') != '$SKLEARN_VERSION' or m.version('pandas') != '$PANDAS_VERSION' or ('$BENTOML_VERSION' != '' and m.version('bentoml') != '$BENTOML_VERSION'))" 2>/dev/null; then
+        echo "bentoml $("$venv/bin/python" -c "import importlib.metadata as m; print(m.version('bentoml'))") already installed in $venv"
+        return
+    fi
+    echo "installing $spec into $venv"
+    [ -x "$venv/bin/python" ] || "$PYTHON" -m venv "$venv"
+    "$venv/bin/python" -m pip install --quiet --upgrade pip
+    "$venv/bin/python" -m pip install --quiet "$spec" "scikit-learn==$SKLEARN_VERSION" "numpy==$NUMPY_VERSION" \
+        "pandas==$PANDAS_VERSION"
+    "$venv/bin/python" -c "import bentoml, sklearn; print('bentoml', bentoml.__version__, 'installed')"
 }
 
 # install_data_peer NAME PACKAGE VERSION: a venv benchmarks/.peers/NAME with PACKAGE==VERSION and the
@@ -78,7 +114,16 @@ install_prefect() {
     rm -rf "$home"
 }
 
-install_mlflow
-install_data_peer pandera pandera "$PANDERA_VERSION"
-install_data_peer gx great_expectations "$GX_VERSION"
-install_prefect
+peers=("$@")
+[ ${#peers[@]} -gt 0 ] || peers=(mlflow pandera gx prefect bentoml)
+for peer in "${peers[@]}"; do
+    case "$peer" in
+        mlflow) install_mlflow; install_mlflow_serving ;;
+        pandera) install_data_peer pandera pandera "$PANDERA_VERSION" ;;
+        gx) install_data_peer gx great_expectations "$GX_VERSION" ;;
+        prefect) install_prefect ;;
+        # BentoML is optional: a failed install is reported, and the other peers still count.
+        bentoml) install_bentoml || echo "bentoml did not install: benchmarks/serving.py skips it" >&2 ;;
+        *) echo "unknown peer: $peer (mlflow, pandera, gx, prefect, bentoml)" >&2; exit 2 ;;
+    esac
+done

@@ -207,7 +207,7 @@ def test_pods_serve_the_resolved_version_and_are_probed_on_the_oip_health_routes
     server = container_of(deployment)
     pod = deployment["spec"]["template"]
 
-    assert server["command"] == ["steward", "serve", "churn@1.0.0", "--host", "0.0.0.0", "--port", "8080"]
+    assert server["command"] == ["steward", "serve", "churn/1.0.0", "--host", "0.0.0.0", "--port", "8080"]
     assert server["ports"] == [{"name": "http", "containerPort": 8080, "protocol": "TCP"}]
     assert server["readinessProbe"]["httpGet"] == {"path": "/v2/health/ready", "port": 8080}
     assert server["livenessProbe"]["httpGet"] == {"path": "/v2/health/live", "port": 8080}
@@ -240,10 +240,10 @@ def test_every_reference_form_resolves_to_its_version(churn: dict[str, ModelVers
     def served(reference: str) -> str:
         return str(container_of(documents(run(reference).stdout)[0])["command"][2])
 
-    assert served("churn") == "churn@1.1.0"  # the highest READY version
-    assert served("churn/1.0.0") == "churn@1.0.0"
-    assert served("churn@production") == "churn@1.0.0"
-    assert served("models:/churn@production") == "churn@1.0.0"
+    assert served("churn") == "churn/1.1.0"  # the highest READY version
+    assert served("churn/1.0.0") == "churn/1.0.0"
+    assert served("churn@production") == "churn/1.0.0"
+    assert served("models:/churn@production") == "churn/1.0.0"
     follow = documents(run("churn@production", "--follow-alias").stdout)[0]
     assert container_of(follow)["command"][2] == "churn@production"
 
@@ -312,7 +312,7 @@ def test_kserve_export_is_a_valid_inference_service_with_its_canary_share(
     assert predictor["canaryTrafficPercent"] == 20
     assert (predictor["minReplicas"], predictor["maxReplicas"]) == (2, 10)
     assert server["name"] == "kserve-container"
-    assert server["command"] == ["steward", "serve", "churn@1.0.0", "--host", "0.0.0.0", "--port", "8080"]
+    assert server["command"] == ["steward", "serve", "churn/1.0.0", "--host", "0.0.0.0", "--port", "8080"]
     assert server["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
     assert predictor["labels"]["steward.dev/version"] == "1.0.0"
 
@@ -413,7 +413,7 @@ def test_dockerfile_parses_and_installs_only_pinned_requirements(
     assert by_kind["COPY"].value == ("requirements.txt", "/opt/steward/requirements.txt")
     assert by_kind["USER"].value == ("10001",)
     assert by_kind["ENTRYPOINT"].value + by_kind["CMD"].value == (
-        "steward", "serve", "churn@1.0.0", "--host", "0.0.0.0", "--port", "8080",
+        "steward", "serve", "churn/1.0.0", "--host", "0.0.0.0", "--port", "8080",
     )  # fmt: skip
     assert "/v2/health/live" in by_kind["HEALTHCHECK"].original
     assert unpinned(requirements) == []
@@ -548,5 +548,5 @@ def test_export_works_through_a_server(
 
     deployment = documents(run("churn/1.0.0").stdout)[0]
 
-    assert container_of(deployment)["command"][2] == "churn@1.0.0"
+    assert container_of(deployment)["command"][2] == "churn/1.0.0"
     assert deployment["metadata"]["annotations"]["steward.dev/model-uri"] == "models:/churn/1.0.0"

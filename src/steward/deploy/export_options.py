@@ -263,15 +263,16 @@ def image_reference(version: ModelVersion, options: ExportOptions) -> str:
 
 
 def served_reference(version: ModelVersion, options: ExportOptions) -> str:
-    """What ``steward serve`` is given: ``<model>@<version>``, the version the export resolved, or
+    """What ``steward serve`` is given: ``<model>/<version>``, the version the export resolved, or
     ``<model>@<alias>`` with ``follow_alias``."""
     if options.follow_alias and options.alias is not None:
         return f"{version.model}@{options.alias}"
-    return f"{version.model}@{version.version}"
+    return f"{version.model}/{version.version}"
 
 
 def serve_command(version: ModelVersion, options: ExportOptions) -> list[str]:
-    """The container's command line: ``steward serve <model>@<alias|version> --host 0.0.0.0 --port 8080``."""
+    """The container's command line: ``steward serve <model>/<version> --host 0.0.0.0 --port 8080`` (or
+    ``<model>@<alias>``)."""
     reference = served_reference(version, options)
     return ["steward", "serve", reference, "--host", "0.0.0.0", "--port", str(CONTAINER_PORT)]
 
