@@ -155,13 +155,14 @@ def test_the_remote_client_round_trips_types_and_keeps_projects_apart(served: Se
         assert [r["request_id"] for r in api.get("/predictions/churn").json()["rows"]] == ["b1"]
 
 
-def test_labelling_needs_serving_label_and_reading_deploy_read(tmp_path: Path) -> None:
+def test_labelling_needs_serving_label_and_reading_the_logged_inputs_data_read_pii(tmp_path: Path) -> None:
     settings = load_settings(home=tmp_path / "home", auth=True)
     app = app_with_predictions(settings)
     identities = identity_service_of(app.state)
     identities.create_user("root", global_role="admin")  # the first admin ends the bootstrap wait
     identities.create_project("alpha")
     tokens = {}
+    tokens["admin"] = identities.issue_token("root").secret
     for role in ("viewer", "data-scientist"):
         identities.create_user(f"user-{role}")
         identities.add_member("alpha", f"user-{role}", role)
@@ -176,7 +177,10 @@ def test_labelling_needs_serving_label_and_reading_deploy_read(tmp_path: Path) -
                     headers={"Authorization": f"Bearer {tokens[role]}", "X-Steward-Project": "alpha"},
                 )
                 assert response.status_code == status, (role, response.text)
-                assert RemotePredictionService(http).read_predictions("churn").num_rows == 0
+                with pytest.raises(Forbidden, match="data:read_pii"):  # the inputs may be personal data
+                    RemotePredictionService(http).read_predictions("churn")
+        with HttpClient(url, token=tokens["admin"], project="alpha") as http:
+            assert RemotePredictionService(http).read_predictions("churn").num_rows == 0
         with HttpClient(url, token=tokens["viewer"], project="alpha") as http:
             with pytest.raises(Forbidden):
                 RemotePredictionService(http).log_labels(["r0"], [1])

@@ -349,7 +349,8 @@ def test_the_output_shows_the_verdict_the_approval_and_the_verified_audit_trail(
 def test_production_took_the_version_through_the_policy_and_an_approval_by_demo_approver(demo: Demo) -> None:
     platform = _registry(demo).platform
     policy = PolicyStore(platform).get("quickstart-production")
-    [request] = approval_service(_registry(demo)).list(ApprovalStatus.APPROVED)
+    approved = approval_service(_registry(demo)).list(ApprovalStatus.APPROVED)
+    [request] = [r for r in approved if r.version == "1.0.0"]
     version = demo.connection.registry.get_version(quickstart.MODEL_NAME, "1.0.0")
 
     assert policy.in_force and policy.version == 1
@@ -358,12 +359,46 @@ def test_production_took_the_version_through_the_policy_and_an_approval_by_demo_
     assert (request.id, request.version, request.alias) == (_request_id(demo.stdout), "1.0.0", "production")
     assert [(d.approver, d.decision) for d in request.decisions] == [("demo-approver", "approve")]
     assert request.author == request.requested_by == version.created_by != "demo-approver"
-    assert demo.connection.registry.get_model(quickstart.MODEL_NAME).aliases["production"] == "1.0.0"
-    moved = demo.connection.registry.alias_history(quickstart.MODEL_NAME, "production")[-1]
-    assert (moved.actor, moved.to_version) == ("demo-approver", "1.0.0")
+    # "govern" moved it to 1.0.0; "serve" moved it on to the retrained version, the same way
+    moves = demo.connection.registry.alias_history(quickstart.MODEL_NAME, "production")
+    assert [(m.actor, m.to_version) for m in moves][-2:] == [
+        ("demo-approver", "1.0.0"),
+        ("demo-approver", "1.1.0"),
+    ]
+    assert [r.version for r in approved] == ["1.0.0", "1.1.0"]
     members = {m.name: m.roles for m in IdentityService(platform).members("default")}
     assert members["demo-approver"] == ("approver",)
     assert AuditService(platform).verify().ok
+
+
+def test_the_serve_stage_canaries_the_retrained_version_to_all_traffic_without_a_failed_request(
+    demo: Demo,
+) -> None:
+    from steward.deploy.service import DeployService
+
+    out = demo.stdout
+    assert re.search(r"^Retrained: breast-cancer 1\.1\.0 ", out, re.MULTILINE), out
+    assert "Canary succeeded: 1.1.0 took 100%; 1.0.0 stands by" in out
+    traffic = re.search(
+        r"^Traffic: (\d+) requests, 0 not answered 200; by version: 1\.0\.0 \d+, 1\.1\.0 (\d+)$",
+        out,
+        re.MULTILINE,
+    )
+    assert traffic and int(traffic.group(2)) > 0, out
+    assert re.search(
+        r'^steward_requests_total\{code="200",endpoint="breast-cancer",role="canary",version="1\.1\.0"\} \d',
+        out,
+        re.MULTILINE,
+    )
+    deploy = DeployService(_registry(demo).platform)
+    endpoint = deploy.get_endpoint("breast-cancer")
+    assert [(a.version, a.role, a.weight) for a in endpoint.arms] == [
+        ("1.1.0", "stable", 1.0),
+        ("1.0.0", "standby", 0.0),
+    ]
+    rollout = deploy.get_rollout("breast-cancer")
+    assert [e.kind for e in rollout.events] == ["started", "step", "succeeded"]
+    assert steward.read_predictions("breast-cancer").num_rows >= int(traffic.group(1))
 
 
 def test_production_moves_only_through_the_gate(demo: Demo) -> None:
@@ -375,7 +410,10 @@ def test_a_rerun_on_the_same_home_reuses_the_cached_steps_and_promotes_the_new_v
     demo: Demo, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     before = _versions(demo)
-    monkeypatch.setattr(quickstart, "STAGES", [s for s in quickstart.STAGES if s.name != "tune"])
+    production = demo.connection.registry.get_model(quickstart.MODEL_NAME).aliases["production"]
+    monkeypatch.setattr(
+        quickstart, "STAGES", [s for s in quickstart.STAGES if s.name not in ("tune", "serve")]
+    )
 
     result = runner.invoke(app, ["quickstart"])
 
@@ -395,12 +433,12 @@ def test_a_rerun_on_the_same_home_reuses_the_cached_steps_and_promotes_the_new_v
     assert re.search(r"^  PASS  metrics\.roc_auc >= current\.metrics\.roc_auc - 0\.01 ", out, re.MULTILINE)
     assert "The user demo-approver exists already (role approver in project default)" in out
     assert _request_id(out) != _request_id(demo.stdout)
-    assert f"production now points at breast-cancer {version} (before: 1.0.0)." in out
+    assert f"production now points at breast-cancer {version} (before: {production})." in out
     assert "The audit trail verified" in out
     platform = _registry(demo).platform
     assert len(PolicyStore(platform).history("quickstart-production")) == 1
     approved = approval_service(_registry(demo)).list(ApprovalStatus.APPROVED)
-    assert [r.version for r in approved] == ["1.0.0", version]
+    assert [r.version for r in approved] == ["1.0.0", production, version]
     assert demo.connection.registry.get_model(quickstart.MODEL_NAME).aliases["production"] == version
     assert AuditService(platform).verify().ok
 

@@ -4,8 +4,8 @@
 Method   Path                                                    Permission           Answer
 =======  ======================================================  ===================  ==================
 POST     ``/predictions/labels`` ``{request_ids, labels, …}``    ``serving:label``    201 ``{count, …}``
-GET      ``/predictions/{endpoint}?since=&until=&limit=``        ``deploy:read``      rows as JSON
-GET      ``/predictions/{endpoint}?…&format=parquet``            ``deploy:read``      the rows as Parquet
+GET      ``/predictions/{endpoint}?since=&until=&limit=``        ``data:read_pii``    rows as JSON
+GET      ``/predictions/{endpoint}?…&format=parquet``            ``data:read_pii``    the rows as Parquet
 =======  ======================================================  ===================  ==================
 
 Both act in the request's project (``X-Steward-Project``): a project's labels and predictions are never
@@ -87,7 +87,7 @@ def log_labels(body: LabelsIn, predictions: Predictions) -> OrjsonResponse:
 
 @router.get(
     "/predictions/{endpoint}",
-    dependencies=[requires("deploy:read")],
+    dependencies=[requires("data:read_pii")],
     summary="Read an endpoint's logged predictions",
     responses={200: {"content": {"application/json": {}, PARQUET_TYPE: {}}}},
 )

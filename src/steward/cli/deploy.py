@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from rich.console import Console
 from rich.markup import escape
 from rich.table import Column
 
@@ -292,11 +293,10 @@ def _stats(status: EndpointStatus) -> Any:
     return table
 
 
-def _print_status(status: EndpointStatus) -> None:
+def print_status(status: EndpointStatus, out: Console = console) -> None:
+    """Print an endpoint's plan, its latest rollout, what each version served and the rollout's events."""
     ep, rollout = status.endpoint, status.rollout
-    console.print(
-        f"[bold]Endpoint {escape(ep.name)}[/bold] ({escape(ep.model)}, project {escape(ep.project)})"
-    )
+    out.print(f"[bold]Endpoint {escape(ep.name)}[/bold] ({escape(ep.model)}, project {escape(ep.project)})")
     rows = [
         ("Plan", f"{escape(_plan(ep))} (revision {ep.revision})"),
         ("Gate", escape(ep.gate_alias)),
@@ -315,11 +315,11 @@ def _print_status(status: EndpointStatus) -> None:
             rows.append(
                 ("Analysis", escape(f"{rollout.analysis.get('verdict')}: {rollout.analysis.get('message')}"))
             )
-    console.print(details_grid(rows))
+    out.print(details_grid(rows))
     if status.stats:
-        console.print(_stats(status))
+        out.print(_stats(status))
     if rollout is not None and rollout.events:
-        console.print(_events(rollout))
+        out.print(_events(rollout))
 
 
 @app.command("status")
@@ -330,7 +330,7 @@ def status(name: EndpointArg, as_json: JsonOption = False) -> None:
     if as_json:
         print_json(found.to_json())
         return
-    _print_status(found)
+    print_status(found)
 
 
 @app.command("rollouts")

@@ -173,7 +173,7 @@ def export(
     """Write what deploys MODEL: Kubernetes Deployment + Service + HorizontalPodAutoscaler, a KServe
     InferenceService, or a Dockerfile with its pinned requirements.
 
-    The containers run `steward serve MODEL@VERSION --host 0.0.0.0 --port 8080`, load the model from the
+    The containers run `steward serve MODEL/VERSION --host 0.0.0.0 --port 8080`, load the model from the
     registry when they start, and are probed on /v2/health/live and /v2/health/ready. Their settings
     (STEWARD_DB and STEWARD_ARTIFACTS, or STEWARD_URI and STEWARD_TOKEN) come from the Secret named by
     --secret: no credential is written into the files.

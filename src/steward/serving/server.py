@@ -21,6 +21,7 @@ import json
 import logging
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -46,6 +47,8 @@ log = logging.getLogger("steward.serving")
 OPTIONS_ENV: Final = "STEWARD_SERVE_OPTIONS"
 ACTOR: Final = "steward-serve"
 KEEP_ALIVE_SECONDS: Final = 65
+SWITCH_INTERVAL_S: Final = 0.0005
+"""How often (seconds) a thread holding the GIL is asked to release it, in a server process."""
 
 
 @dataclass(frozen=True)
@@ -228,7 +231,15 @@ def app_from_environment() -> ServingApp:
         raise InvalidInput(
             f"{OPTIONS_ENV} is not set: start workers with steward serve", {"field": OPTIONS_ENV}
         )
+    _share_the_interpreter()
     return build_app(ServeOptions.from_json(text))
+
+
+def _share_the_interpreter() -> None:
+    """Make a background thread (the prediction log's writer, the statistics recorder) hand the GIL back
+    to the event loop within half a millisecond rather than Python's default five: otherwise each of its
+    bursts stalls every request in flight and shows in the 99th percentile."""
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
 
 
 def check_source(options: ServeOptions, settings: Settings) -> list[str]:
@@ -262,6 +273,7 @@ def run(
     import uvicorn
 
     settings = settings or load_settings()
+    _share_the_interpreter()
     common: dict[str, Any] = {
         "host": options.host, "port": options.port, "log_level": options.log_level, "access_log": False,
         "loop": "uvloop", "http": "httptools", "ws": "none", "lifespan": "on",

@@ -20,6 +20,10 @@ model, monitor it) are added by appending to that list.
   protected data, a card, a safe format, one approval), prints the version's verdict, promotes it as the
   OS user (an approval request opens), approves it as a second demo user ``demo-approver`` (which
   completes the promotion) and ends with ``steward audit verify``.
+- "serve" (``serve.py``) puts ``production`` behind the endpoint ``breast-cancer``, starts the inference
+  server in this process and sends it the test rows, retrains with the tuned ``alpha``, promotes the new
+  version through the same gate, runs a canary of it to 100 % (each step analysed by the rollout
+  controller) and prints the endpoint's status and a few lines of ``/metrics``.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ from steward.cli.output import (
 )
 from steward.cli.quickstart.govern import run_governance
 from steward.cli.quickstart.lifecycle import run_training, run_tuning
+from steward.cli.quickstart.serve import run_serving
 from steward.cli.quickstart.state import DATASET_NAME, EXPERIMENT, MODEL_NAME, Demo, Stage
 
 __all__ = ["DATASET_NAME", "EXPERIMENT", "MODEL_NAME", "STAGES", "Demo", "Stage", "quickstart", "report"]
@@ -49,6 +54,7 @@ STAGES: list[Stage] = [
     Stage("pipeline", "ingest → validate → split → train → evaluate → register, as a pipeline", run_training),
     Stage("tune", "tune alpha: a 10-trial study, each trial a pipeline run", run_tuning),
     Stage("govern", "policy gate, second-user approval, promotion, audit", run_governance),
+    Stage("serve", "an endpoint, live traffic, a canary of a retrained version to 100%", run_serving),
 ]
 """The demo's stages, in order; add a stage by appending to this list."""
 

@@ -120,7 +120,8 @@ def ensure_approver(demo: Demo, platform: Platform) -> Identity | None:
     return Identity(APPROVER, member.kind, frozenset(), {project: frozenset(member.roles)})
 
 
-def _approve(demo: Demo, registry: RegistryService, request: ApprovalRequest) -> None:
+def approve_request(demo: Demo, registry: RegistryService, request: ApprovalRequest) -> None:
+    """Approve ``request`` as the second demo user, and say what came of it (promoted, or still waiting)."""
     from steward.governance.context import acting_as
     from steward.registry.promotion import approval_service
 
@@ -197,7 +198,7 @@ def run_governance(demo: Demo) -> None:
     else:
         out.print(f"steward models promote, as {escape(platform.actor)}: {escape(result.message())}")
         if result.status == "pending" and result.request is not None:
-            _approve(demo, registry, result.request)
+            approve_request(demo, registry, result.request)
     now = registry.get_model(MODEL_NAME).aliases.get(ALIAS)
     if now == version:
         was = f" (before: {before})" if before is not None and before != now else ""
