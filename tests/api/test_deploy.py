@@ -196,7 +196,7 @@ def test_an_export_writes_manifests_for_the_stable_version(server: Server) -> No
         docs = list(yaml.safe_load_all(files["kubernetes.yaml"]))
         assert [doc["kind"] for doc in docs] == ["Deployment", "Service", "HorizontalPodAutoscaler"]
         container = docs[0]["spec"]["template"]["spec"]["containers"][0]
-        assert container["command"][:3] == ["steward", "serve", f"ranker@{version}"]
+        assert container["command"][:3] == ["steward", "serve", f"ranker/{version}"]
 
 
 def test_an_endpoint_of_one_project_is_invisible_from_another(server: Server) -> None:
