@@ -13,9 +13,11 @@ import json
 import os
 import platform
 import shutil
+import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -343,3 +345,26 @@ def write_docs(section: str, path: Path, begin: str, end: str, after: str | None
         path.parent.mkdir(parents=True, exist_ok=True)
         text = DOCS_INTRO + section
     path.write_text(text)
+
+
+def stop_group(proc: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
+    """Stop a server started in a process group of its own, and its workers: SIGTERM to the group,
+    SIGKILL if it outlives ``timeout``, then wait until the group is gone (workers may outlive their
+    parent for a moment)."""
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+    for _ in range(40):
+        try:
+            os.killpg(proc.pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.25)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)

@@ -74,6 +74,7 @@ from _common import (
     run_json,
     steward_env,
     steward_version,
+    stop_group,
     wait_quiet,
     write_docs,
 )
@@ -213,25 +214,7 @@ def _kill(pids: list[int], sig: int) -> None:
 def _stop(proc: subprocess.Popen[bytes]) -> None:
     """Stop a server and every worker it started: its process group and every descendant."""
     tree = descendants(proc.pid)
-    if proc.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
-    # Workers may outlive their parent for a moment; then make sure the group is gone.
-    for _ in range(40):
-        try:
-            os.killpg(proc.pid, 0)
-        except ProcessLookupError:
-            break
-        time.sleep(0.25)
-    else:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
+    stop_group(proc, timeout=15)
     # Descendants in sessions of their own: their parent stopped them, or they go now.
     stray = [pid for pid in tree[1:] if Path(f"/proc/{pid}").exists()]
     if stray:

@@ -28,7 +28,6 @@ import os
 import random
 import shlex
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -65,6 +64,7 @@ from _common import (
     run_json,
     steward_env,
     steward_version,
+    stop_group,
     write_docs,
 )
 
@@ -335,25 +335,7 @@ def _wait_healthy(proc: subprocess.Popen[bytes], url: str, log_path: Path, timeo
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
     """Stop the server and its workers (its own process group, made at start)."""
-    if proc.poll() is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=10)
-    # Workers may outlive the parent briefly; give the group a moment, then make sure it is gone.
-    for _ in range(40):
-        try:
-            os.killpg(proc.pid, 0)
-        except ProcessLookupError:
-            return
-        time.sleep(0.25)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGKILL)
+    stop_group(proc)
 
 
 @contextlib.contextmanager
