@@ -29,7 +29,7 @@ import pyarrow as pa
 
 from steward.core.names import NAME_PATTERN
 from steward.errors import InvalidInput
-from steward.serving.log_store import LogStore, hour_of
+from steward.serving.log_store import HOUR_MS, LogStore, hour_of
 from steward.serving.models import NamedColumns, PredictionRecord
 
 if TYPE_CHECKING:
@@ -317,24 +317,39 @@ def _partition(records: list[PredictionRecord]) -> dict[tuple[str, str, str], tu
     """Group records by project, endpoint, hour and column layout: one table per group, and the number
     of records that could not be converted, per partition."""
     groups: dict[tuple[tuple[str, str, str], tuple[Any, ...]], list[_Member]] = {}
-    stacked: dict[tuple[tuple[str, str, str], Any, Any], list[PredictionRecord]] = {}
+    stacked: dict[tuple[Any, ...], list[PredictionRecord]] = {}
     result: dict[tuple[str, str, str], tuple[_Tables, int]] = {}
     usable: dict[tuple[str, str], bool] = {}
+    ndarray = np.ndarray
     for record in records:
+        # The common case (arrays from the server's fast path) is grouped by a key read off the arrays
+        # and concatenated once per group: this loop runs for every record, so it stays this plain.
+        inputs, outputs = record.inputs, record.outputs
+        array, names = (inputs.values, inputs.names) if type(inputs) is NamedColumns else (inputs, None)
+        if type(array) is ndarray and type(outputs) is ndarray:
+            shape, answered = array.shape, outputs.shape
+            if (
+                shape
+                and answered
+                and shape[0] == answered[0]
+                and shape[0]
+                and len(shape) <= 2 >= len(answered)
+            ):
+                key = (record.project, record.endpoint, record.at_ms // HOUR_MS, names, array.dtype,
+                       shape[1:], outputs.dtype, answered[1:])  # fmt: skip
+                group = stacked.get(key)
+                if group is not None:
+                    group.append(record)
+                    continue
+                if _stackable(record, array, outputs, usable):
+                    stacked[key] = [record]
+                    continue
         place = (record.project, record.endpoint, hour_of(record.at_ms))
-        names = (record.project, record.endpoint)
-        if names not in usable:
-            usable[names] = bool(NAME_PATTERN.match(record.project) and NAME_PATTERN.match(record.endpoint))
-        # The common case (arrays from the server's fast path) is grouped as it is and concatenated once
-        # per group; anything else is converted record by record below.
-        in_key, out_key = _stack_key(record.inputs), _stack_key(record.outputs)
-        if usable[names] and in_key is not None and out_key is not None:
-            rows = len(record.inputs)  # type: ignore[arg-type]
-            if rows and rows == len(record.outputs):  # type: ignore[arg-type]
-                stacked.setdefault((place, in_key, out_key), []).append(record)
-                continue
+        names_key = (record.project, record.endpoint)
+        if names_key not in usable:
+            usable[names_key] = _usable(*names_key)
         try:
-            if not usable[names]:
+            if not usable[names_key]:
                 raise InvalidInput(f"unusable project or endpoint name {record.endpoint!r}")
             inputs = _columns(record.inputs, "in.", "x")
             outputs = _columns(record.outputs, "out.", None)
@@ -350,7 +365,8 @@ def _partition(records: list[PredictionRecord]) -> dict[tuple[str, str, str], tu
             continue
         layout = (*_layout(inputs), "|", *_layout(outputs))
         groups.setdefault((place, layout), []).append((record, n, inputs, outputs))
-    for (place, _, _), group in stacked.items():
+    for key, group in stacked.items():
+        place = (key[0], key[1], hour_of(group[0].at_ms))
         tables, failed = result.get(place, ([], 0))
         try:
             tables.append((_stacked_table(group), len(group)))
@@ -378,13 +394,26 @@ def _partition(records: list[PredictionRecord]) -> dict[tuple[str, str, str], tu
     return result
 
 
-def _stack_key(value: object) -> tuple[Any, ...] | None:
-    """What records' values must share to be concatenated as they are, or None if they cannot be."""
-    names = value.names if isinstance(value, NamedColumns) else None
-    array = value.values if isinstance(value, NamedColumns) else value
-    if isinstance(array, np.ndarray) and array.dtype not in (object, np.float16) and array.ndim in (1, 2):
-        return (names, array.dtype.str, array.shape[1:])
-    return None
+def _usable(project: str, endpoint: str) -> bool:
+    return bool(NAME_PATTERN.match(project) and NAME_PATTERN.match(endpoint))
+
+
+def _stackable(
+    record: PredictionRecord,
+    inputs: np.ndarray[Any, Any],
+    outputs: np.ndarray[Any, Any],
+    usable: dict[tuple[str, str], bool],
+) -> bool:
+    """Whether the first record of a group may start a stacked group: usable names, and arrays Arrow and
+    DuckDB take as they are (not objects, not float16)."""
+    names = (record.project, record.endpoint)
+    if names not in usable:
+        usable[names] = _usable(*names)
+    return usable[names] and all(a.dtype not in (object, np.float16) for a in (inputs, outputs))
+
+
+def _rows(value: Any) -> int:
+    return int((value.values if type(value) is NamedColumns else value).shape[0])
 
 
 def _stacked(values: list[Any]) -> Any:
@@ -397,7 +426,7 @@ def _stacked(values: list[Any]) -> Any:
 def _stacked_table(records: list[PredictionRecord]) -> pa.Table:
     """One table for records whose inputs and outputs share a ``_stack_key``: each kind concatenated
     once, then split into columns once."""
-    counts = np.fromiter((len(r.inputs) for r in records), np.int64, len(records))  # type: ignore[arg-type]
+    counts = np.fromiter((_rows(r.inputs) for r in records), np.int64, len(records))
     columns = _fixed_columns(records, counts)
     columns.update(_columns(_stacked([r.inputs for r in records]), "in.", "x"))
     columns.update(_columns(_stacked([r.outputs for r in records]), "out.", None))
