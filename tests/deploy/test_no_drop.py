@@ -10,7 +10,6 @@ within a poll, once its versions are loaded), never one that no plan allowed.
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -20,7 +19,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 from sklearn.datasets import make_classification
 from sklearn.linear_model import LogisticRegression
 
@@ -32,6 +30,7 @@ from steward.deploy.service import DeployService
 from steward.serving.models import LIVE_ROLES
 from steward.serving.server import ServeOptions, build_app
 from steward.store.platform import Platform
+from tests.plugins.server import running_server
 
 CLIENTS = 8
 LAG_S = 2.0
@@ -112,29 +111,8 @@ def inference_server(settings: Settings) -> Iterator[str]:
         port=0,
         log_level="warning",
     )
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    config = uvicorn.Config(
-        build_app(options, settings),
-        log_config=None,
-        log_level="warning",
-        ws="none",
-        lifespan="on",
-        timeout_graceful_shutdown=5,
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    try:
-        wait_for(lambda: server.started, "the inference server to start")
-        wait_for(lambda: httpx.get(f"{url}/v2/health/ready").status_code == 200, "the server to be ready")
+    with running_server(build_app(options, settings), "/v2/health/ready", timeout_graceful_shutdown=5) as url:
         yield url
-    finally:
-        server.should_exit = True
-        thread.join(15)
-        sock.close()
 
 
 @pytest.fixture

@@ -14,7 +14,6 @@
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -23,11 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import numpy as np
 import pandas as pd
 import pytest
-import uvicorn
 from sklearn.datasets import load_breast_cancer
 from sklearn.dummy import DummyClassifier
 from sklearn.linear_model import LogisticRegression
@@ -39,8 +36,7 @@ from steward.serving.app import ServingApp
 from steward.serving.models import Arm, TrafficPlan
 from steward.serving.server import ServeOptions, build_app
 from tests.conftest import reset_sdk
-
-START_TIMEOUT = 30.0
+from tests.plugins.server import running_server
 
 
 @dataclass
@@ -146,32 +142,11 @@ def make_app(models: Models, source: Any = None, **options: Any) -> ServingApp:
 
 @contextmanager
 def serving(app: ServingApp) -> Iterator[str]:
-    """Serve ``app`` with uvicorn in a thread on a free port until the block ends; yield its base URL."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    config = uvicorn.Config(
-        app, loop="uvloop", http="httptools", ws="none", lifespan="on", log_config=None, log_level="warning",
-        access_log=False, timeout_graceful_shutdown=5,
-    )  # fmt: skip
-    server = uvicorn.Server(config)
-    thread = threading.Thread(
-        target=server.run, kwargs={"sockets": [sock]}, name="steward-serve", daemon=True
-    )
-    thread.start()
-    try:
-        deadline = time.monotonic() + START_TIMEOUT
-        while not server.started:
-            if not thread.is_alive() or time.monotonic() > deadline:
-                pytest.fail(f"the inference server at {url} did not start", pytrace=False)
-            time.sleep(0.005)
-        httpx.get(f"{url}/v2/health/live", timeout=START_TIMEOUT).raise_for_status()
+    """Serve ``app`` with uvicorn (uvloop, httptools) in a thread on a free port; yield its base URL."""
+    with running_server(
+        app, "/v2/health/live", loop="uvloop", http="httptools", access_log=False, timeout_graceful_shutdown=5
+    ) as url:
         yield url
-    finally:
-        server.should_exit = True
-        thread.join(START_TIMEOUT)
-        sock.close()
 
 
 def wait_for(condition: Any, timeout: float = 20.0, what: str = "the condition") -> None:

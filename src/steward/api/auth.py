@@ -60,7 +60,15 @@ class Guard(Protocol):
 
 
 def _bearer(request: Request) -> str:
-    header = request.headers.get("authorization")
+    return bearer_credential(request.headers.get("authorization"))
+
+
+def bearer_credential(header: str | None) -> str:
+    """The token of an ``Authorization: Bearer <token>`` header.
+
+    Raises:
+        Unauthenticated: If there is no header, another scheme, or an empty or oversized token.
+    """
     if not header:
         raise Unauthenticated("this server needs a bearer token (steward login, or STEWARD_TOKEN)")
     scheme, _, credential = header.partition(" ")

@@ -11,6 +11,7 @@ import hashlib
 import time
 from typing import TYPE_CHECKING, Final
 
+from steward.api.auth import bearer_credential
 from steward.errors import Forbidden, Unauthenticated
 
 if TYPE_CHECKING:
@@ -48,7 +49,7 @@ def build_authorise(platform: Platform, options: ServeOptions) -> Authorise:
     async def authorise(access: Access) -> None:
         actor = "anonymous"
         try:
-            credential = _bearer(access.headers.get("authorization"))
+            credential = bearer_credential(access.headers.get("authorization"))
             digest = hashlib.sha256(credential.encode()).hexdigest()
             cached = known.get(digest)
             now = time.monotonic()
@@ -80,15 +81,3 @@ def build_authorise(platform: Platform, options: ServeOptions) -> Authorise:
             raise
 
     return authorise
-
-
-def _bearer(header: str | None) -> str:
-    if not header:
-        raise Unauthenticated("this server needs a bearer token (steward login, or STEWARD_TOKEN)")
-    scheme, _, credential = header.partition(" ")
-    credential = credential.strip()
-    from steward.governance.oidc import MAX_TOKEN_BYTES
-
-    if scheme.lower() != "bearer" or not credential or len(credential) > MAX_TOKEN_BYTES:
-        raise Unauthenticated("the Authorization header must be 'Bearer <token>'")
-    return credential

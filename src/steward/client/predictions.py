@@ -74,7 +74,7 @@ class RemotePredictionService:
         limit: int | None = None,
         project: str | None = None,
     ) -> pa.Table:
-        """Read logged predictions from the server (``deploy:read``), at most :data:`MAX_ROWS` rows.
+        """Read logged predictions from the server (``data:read_pii``), at most :data:`MAX_ROWS` rows.
 
         Raises:
             InvalidInput: For a bad name, window or limit.
