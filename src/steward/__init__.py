@@ -15,6 +15,9 @@ The objects a user meets:
   policy gate); ``steward.start_rollout(endpoint, "canary", version)`` moves traffic to another one
   (also ``blue-green``, ``ab``, ``shadow``), ``rollback_rollout`` moves it back, ``rollout_results``
   reports an A/B test.
+- ``steward.apply_features([...])`` registers entities, feature views and services (``steward.features``);
+  ``get_historical_features(entity_df, ["view:feature"])`` builds a point-in-time correct training set,
+  ``materialize_features()`` fills the online store and ``get_online_features`` reads it.
 - ``steward.connect()`` / ``steward.configure()`` choose where it all lives: embedded (SQLite and local
   files, no services) or a Steward server (``STEWARD_URI=http://…``), with the same calls either way.
 """
@@ -46,6 +49,15 @@ from steward.errors import (
     NotFound,
     StewardError,
     UnsafeArtifact,
+)
+from steward.features.sdk import (
+    apply_features,
+    feature_skew,
+    get_historical_features,
+    get_online_features,
+    list_feature_definitions,
+    materialize_features,
+    push_features,
 )
 from steward.pipelines.dsl import Step, step
 from steward.pipelines.models import PipelineRunInfo, StepRun, StepState
@@ -152,6 +164,7 @@ __all__ = [
     "abort_rollout",
     "active_run",
     "alias_history",
+    "apply_features",
     "archive_model_version",
     "configure",
     "connect",
@@ -165,12 +178,15 @@ __all__ = [
     "end_run",
     "endpoint_status",
     "export_onnx",
+    "feature_skew",
     "get_dataset",
     "get_dataset_version",
     "get_endpoint",
+    "get_historical_features",
     "get_metric_history",
     "get_model",
     "get_model_version",
+    "get_online_features",
     "get_pipeline_run",
     "get_rollout",
     "get_run",
@@ -179,6 +195,7 @@ __all__ = [
     "list_artifacts",
     "list_datasets",
     "list_endpoints",
+    "list_feature_definitions",
     "list_model_versions",
     "list_pipeline_runs",
     "load_model",
@@ -193,8 +210,10 @@ __all__ = [
     "log_params",
     "log_table",
     "log_text",
+    "materialize_features",
     "pipeline",
     "promote_rollout",
+    "push_features",
     "read_predictions",
     "register_model",
     "restore_run",

@@ -13,6 +13,8 @@ from steward.data import sdk as data_sdk
 from steward.data.models import DataBackend
 from steward.deploy import sdk as deploy_sdk
 from steward.deploy.models import DeployBackend
+from steward.features import sdk as features_sdk
+from steward.features.models import FeatureBackend
 from steward.pipelines import sdk as pipelines_sdk
 from steward.pipelines.models import PipelineBackend
 from steward.registry import sdk as registry_sdk
@@ -48,6 +50,8 @@ class Connection:
     _predictions: PredictionsBackend | None = None
     _deploy_factory: Callable[[], DeployBackend] | None = None
     _deploy: DeployBackend | None = None
+    _features_factory: Callable[[], FeatureBackend] | None = None
+    _features: FeatureBackend | None = None
 
     @property
     def data(self) -> DataBackend:
@@ -84,8 +88,19 @@ class Connection:
             self._deploy = self._deploy_factory()
         return self._deploy
 
+    @property
+    def features(self) -> FeatureBackend:
+        """The feature store, made on first use (it opens the online store when first read)."""
+        if self._features is None:
+            assert self._features_factory is not None
+            self._features = self._features_factory()
+        return self._features
+
     def close(self) -> None:
         """Release connections (database pool or HTTP client)."""
+        closing = getattr(self._features, "close", None)
+        if closing is not None:
+            closing()
         if self._closer is not None:
             self._closer()
 
@@ -118,6 +133,7 @@ def connect(uri: str | None = None, **settings: Any) -> Connection:
             _pipelines_factory=partial(_remote_pipelines, http),
             _predictions_factory=partial(_remote_predictions, http),
             _deploy_factory=partial(_remote_deploy, http),
+            _features_factory=partial(_remote_features, http),
         )
     from steward.registry.service import RegistryService
     from steward.store.platform import Platform
@@ -136,6 +152,7 @@ def connect(uri: str | None = None, **settings: Any) -> Connection:
         _pipelines_factory=partial(_embedded_pipelines, platform, tracking),
         _predictions_factory=partial(_embedded_predictions, platform),
         _deploy_factory=partial(_embedded_deploy, platform, registry),
+        _features_factory=partial(_embedded_features, platform),
     )
 
 
@@ -179,6 +196,18 @@ def _embedded_deploy(platform: Any, registry: Any) -> DeployBackend:
     from steward.deploy.service import DeployService
 
     return DeployService(platform, registry)
+
+
+def _remote_features(http: Any) -> FeatureBackend:
+    from steward.client.features import RemoteFeatureStore
+
+    return RemoteFeatureStore(http)
+
+
+def _embedded_features(platform: Any) -> FeatureBackend:
+    from steward.features.service import FeatureStore
+
+    return FeatureStore(platform)
 
 
 def _embedded_data(platform: Any) -> DataBackend:
@@ -248,3 +277,4 @@ deploy_sdk.set_deploy_resolver(lambda: default_connection().deploy)
 pipelines_sdk.set_pipeline_resolver(_resolve_pipelines)
 data_sdk.set_data_resolver(_resolve_data)
 registry_sdk.set_registry_resolver(_resolve_registry)
+features_sdk.set_features_resolver(lambda: default_connection().features)

@@ -77,6 +77,8 @@ class Settings(BaseSettings):
             asymmetric ones only (RS*, PS*, ES*, EdDSA).
         oidc_leeway_seconds: Clock skew tolerated on ``exp``, ``nbf`` and ``iat``
             (``STEWARD_OIDC_LEEWAY_SECONDS``).
+        online_store: The feature store's online store (``STEWARD_ONLINE_STORE``): ``sqlite`` (a SQLite
+            file in ``home``, the default), ``sqlite:///path/online.db``, or ``redis://host:port/db``.
     """
 
     model_config = SettingsConfigDict(env_prefix="STEWARD_", extra="ignore")
@@ -108,6 +110,7 @@ class Settings(BaseSettings):
     oidc_group_roles: str | None = None
     oidc_algorithms: str = "RS256,ES256"
     oidc_leeway_seconds: int = Field(default=30, ge=0, le=300)
+    online_store: str = "sqlite"
 
     @classmethod
     def settings_customise_sources(

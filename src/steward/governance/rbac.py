@@ -27,6 +27,8 @@ PERMISSIONS: dict[str, str] = {
     "policies:write": "Create, edit and retire policies.",
     "approvals:read": "Read approval requests.",
     "approvals:decide": "Approve or reject approval requests.",
+    "features:read": "Read feature definitions, training sets and online features.",
+    "features:write": "Apply feature definitions; materialise and push feature values.",
     "deploy:read": "Read endpoints, rollouts, their status and A/B results.",
     "deploy:write": "Create endpoints; start, promote and roll back rollouts; export manifests.",
     "serving:predict": "Send inference requests to a model server.",
@@ -44,7 +46,15 @@ _READ = frozenset(p for p in PERMISSIONS if p.endswith(":read") and p != "audit:
 ROLES: dict[str, frozenset[str]] = {
     "viewer": _READ,
     "data-scientist": _READ
-    | {"tracking:write", "models:write", "data:write", "pipelines:run", "serving:predict", "serving:label"},
+    | {
+        "tracking:write",
+        "models:write",
+        "data:write",
+        "features:write",
+        "pipelines:run",
+        "serving:predict",
+        "serving:label",
+    },
     "ml-engineer": _READ
     | {
         "tracking:write",
@@ -52,6 +62,7 @@ ROLES: dict[str, frozenset[str]] = {
         "models:promote",
         "data:write",
         "data:release",
+        "features:write",
         "pipelines:run",
         "deploy:write",
         "serving:predict",

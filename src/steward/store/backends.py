@@ -199,6 +199,13 @@ class FsspecBackend:
         with self._translated(), suppress(FileNotFoundError):
             self._fs.rm_file(self._path(key))
 
+    def local_file(self, key: str) -> str | None:
+        """The local path of the object under ``key``, or None on S3 (or if nothing is stored there)."""
+        if not self._local:
+            return None
+        path = self._path(key)
+        return path if os.path.isfile(path) else None
+
     def _path(self, key: str) -> str:
         return f"{self._root}/{key}"
 

@@ -245,6 +245,23 @@ class BlobStore:
             raise InvalidInput(f"chunk_size must be positive, got {chunk_size}", {"field": "chunk_size"})
         return self._verified(digest, key, chunk_size)
 
+    def plain_local_file(self, digest: str) -> str | None:
+        """The local file holding the blob's bytes as they are, if there is one: a ``file://`` store, and
+        a blob stored in the clear (not encrypted). None otherwise (S3, encrypted, another backend).
+
+        Readers such as DuckDB may then scan the file in place instead of a downloaded copy; the file
+        is immutable (content-addressed); a careful reader still hashes it against its digest.
+        """
+        key = _key(digest)
+        local = getattr(self._backend, "local_file", None)
+        path = local(key) if local is not None else None
+        if path is None:
+            return None
+        with self._guard(digest):
+            if self._read_header(key) is not None:
+                return None  # encrypted: only the decrypting read path may be used
+        return str(path)
+
     def download(self, digest: str, dest: str | os.PathLike[str]) -> None:
         """Write the blob's verified bytes to the local file ``dest``, replacing it.
 

@@ -548,11 +548,13 @@ endpoints = Table(
     Column("created_at", BigInteger, nullable=False),
     Column("created_by", String(256), nullable=False, default=""),
     Column("updated_at", BigInteger, nullable=False),
+    Column("feature_service", String(128), nullable=True),
     UniqueConstraint("project", "name", name="uq_endpoints_project_name"),
 )
 """Named entry points to one registered model: the traffic plan's ``revision`` (one more on every
 change), the policy-gated alias a deployed version must be allowed to take (``gate_alias``), the request
-field whose hash keeps a user on one A/B arm (``sticky_key``) and the rollout under way, if any."""
+field whose hash keeps a user on one A/B arm (``sticky_key``), the rollout under way, if any, and the
+feature service whose online features requests are completed with (``feature_service``)."""
 
 endpoint_arms = Table(
     "endpoint_arms",
@@ -605,3 +607,43 @@ rollout_events = Table(
 )
 """What happened to a rollout, numbered from 1: started, each step and analysis verdict, promotion,
 rollback, abort; ``details`` (JSON) holds the traffic plan after it and the analysis that decided it."""
+
+# -- features: definitions and materialisation ----------------------------------------------------
+
+feature_definitions = Table(
+    "feature_definitions",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("project", String(128), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("name", String(128), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("spec", Text, nullable=False),
+    Column("digest", String(64), nullable=False),
+    Column("derived", Text, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("created_by", String(256), nullable=False, default=""),
+    UniqueConstraint("project", "kind", "name", "version", name="uq_feature_definitions_version"),
+    Index("ix_feature_definitions_name", "project", "kind", "name"),
+)
+"""Every version of every entity, feature view and feature service (``spec`` JSON, its ``digest``),
+with what the data layer said of a view's source when it was applied (``derived`` JSON: region, PII
+tags, the dataset version)."""
+
+feature_materializations = Table(
+    "feature_materializations",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("project", String(128), nullable=False),
+    Column("view", String(128), nullable=False),
+    Column("store", String(16), nullable=False),
+    Column("window_start", BigInteger, nullable=False),
+    Column("window_end", BigInteger, nullable=False),
+    Column("rows", BigInteger, nullable=False),
+    Column("entities", BigInteger, nullable=False),
+    Column("finished_at", BigInteger, nullable=False),
+    Column("finished_by", String(256), nullable=False, default=""),
+    Index("ix_feature_materializations_view", "project", "view", "store", "window_end"),
+)
+"""Each materialisation of a view into an online store: the event-time window read (``window_end`` of
+the last is where an incremental run starts) and how many rows and entities it wrote."""
