@@ -15,6 +15,7 @@ from steward.api.auth import public
 from steward.api.compliance import router as compliance_router
 from steward.api.data import router as data_router
 from steward.api.deploy import router as deploy_router
+from steward.api.features import router as features_router
 from steward.api.deps import API_PREFIX
 from steward.api.docs import install_docs
 from steward.api.errors import install_error_handling
@@ -118,4 +119,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(compliance_router)
     app.include_router(predictions_router)
     app.include_router(deploy_router)
+    app.include_router(features_router)
     return app

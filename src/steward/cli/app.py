@@ -22,6 +22,7 @@ from steward.cli import (
     deploy,
     deploy_export,
     experiments,
+    features,
     identity,
     keys,
     lineage,
@@ -76,6 +77,7 @@ app.add_typer(policy.app, name="policy")
 app.add_typer(approvals.app, name="approvals")
 app.add_typer(compliance.app, name="compliance")
 app.add_typer(deploy.app, name="deploy")
+app.add_typer(features.app, name="features")
 deploy.app.command("export")(deploy_export.export)
 models.app.command("promote")(policy.promote)
 app.add_typer(identity.projects_app, name="projects")
