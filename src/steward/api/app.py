@@ -15,10 +15,11 @@ from steward.api.auth import public
 from steward.api.compliance import router as compliance_router
 from steward.api.data import router as data_router
 from steward.api.deploy import router as deploy_router
-from steward.api.features import router as features_router
 from steward.api.deps import API_PREFIX
 from steward.api.docs import install_docs
 from steward.api.errors import install_error_handling
+from steward.api.features import close_features
+from steward.api.features import router as features_router
 from steward.api.guard import Gatekeeper
 from steward.api.identity import identity_service_of
 from steward.api.identity import router as identity_router
@@ -75,6 +76,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
+        close_features(app.state)
         platform.close()
 
     app = FastAPI(

@@ -155,11 +155,16 @@ class HttpClient:
         content: Any,
         params: Mapping[str, Any] | None,
         headers: Mapping[str, str] | None,
+        timeout: float | None = None,
     ) -> httpx.Request:
         if json is not None:
             content = encode_json(json)
             headers = {**_JSON_HEADERS, **(headers or {})}
-        return self._client.build_request(method, path, content=content, params=params, headers=headers)
+        if timeout is None:
+            return self._client.build_request(method, path, content=content, params=params, headers=headers)
+        return self._client.build_request(
+            method, path, content=content, params=params, headers=headers, timeout=timeout
+        )
 
     def request(
         self,
@@ -169,6 +174,7 @@ class HttpClient:
         content: Any = None,
         params: Mapping[str, Any] | None = None,
         headers: Mapping[str, str] | None = None,
+        timeout: float | None = None,
     ) -> httpx.Response:
         """Send a request and return the successful response (body read).
 
@@ -179,12 +185,14 @@ class HttpClient:
             content: raw bytes, a file object or an iterator of bytes, streamed.
             params: Query parameters.
             headers: Extra headers.
+            timeout: Seconds to wait for each read or write instead of the client's default (long
+                work: a training set, a materialisation).
 
         Raises:
             StewardError: The subclass the server answered with (``NotFound``, ``Conflict`` …).
             ServiceUnavailable: If the server cannot be reached or does not answer in time.
         """
-        request = self._build(method, path, json, content, params, headers)
+        request = self._build(method, path, json, content, params, headers, timeout)
         try:
             response = self._client.send(request)
         except httpx.TransportError as exc:

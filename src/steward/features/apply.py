@@ -16,6 +16,7 @@ from steward.features.models import (
     FeatureView,
     SqlSource,
     StoredDefinition,
+    StreamSource,
 )
 from steward.features.resolve import Lookup, join_keys_of, view_of
 from steward.features.sources import dataset_source
@@ -91,6 +92,8 @@ def check_source(data: DataService, lookup: Lookup, view: FeatureView) -> dict[s
     """
     if isinstance(view.source, SqlSource):
         return {"source": "sql"}
+    if isinstance(view.source, StreamSource) and view.source.history is None:
+        return {"source": "stream"}  # online only: its rows arrive by the stream
     source = dataset_source(view)
     try:
         version = data.get_version(source.dataset, source.version)

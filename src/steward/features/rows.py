@@ -91,23 +91,30 @@ def view_rows(selection: Selection, table: pa.Table) -> pa.Table:
 
 
 def stream_rows(selection: Selection, table: pa.Table) -> pa.Table:
-    """A stream batch (every field text) with its timestamp and features parsed; numbers given as epoch
-    seconds are read as such."""
+    """A stream batch with its timestamp read: epoch seconds (numbers, or text holding one) become
+    timestamps; ISO text is left to ``view_rows``' cast. Features are cast there too."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    column = (
-        table.column(selection.view.timestamp) if selection.view.timestamp in table.column_names else None
-    )
-    if column is not None and pa.types.is_string(column.type):
-        numeric = pc.all(pc.match_substring_regex(column, r"^\d+(\.\d+)?$")).as_py()
-        if numeric:
-            micros = pc.cast(pc.multiply(pc.cast(column, pa.float64()), 1e6), pa.int64())
-            parsed = pc.cast(micros, pa.timestamp("us", tz="UTC"))
-            table = table.set_column(
-                table.column_names.index(selection.view.timestamp), selection.view.timestamp, parsed
-            )
-    return table
+    name = selection.view.timestamp
+    if name not in table.column_names:
+        return table
+    column = table.column(name)
+    seconds: pa.ChunkedArray | None = None
+    if (
+        pa.types.is_integer(column.type)
+        or pa.types.is_floating(column.type)
+        or (
+            pa.types.is_string(column.type)
+            and pc.all(pc.match_substring_regex(column, r"^\d+(\.\d+)?$")).as_py()
+        )
+    ):
+        seconds = column.cast(pa.float64())
+    if seconds is None:
+        return table
+    micros = pc.cast(pc.round(pc.multiply(seconds, 1e6)), pa.int64())
+    parsed = pc.cast(micros, pa.timestamp("us", tz="UTC"))
+    return table.set_column(table.column_names.index(name), name, parsed)
 
 
 def _arrow_type(dtype: str) -> pa.DataType:

@@ -31,10 +31,9 @@ from steward.features.models import (
     OnlineStore,
     SkewReport,
     StoredDefinition,
-    StreamSource,
 )
 from steward.features.resolve import Lookup, Selection, select, whole_view
-from steward.features.rows import entity_columns, entity_table, skew_mismatches, stream_rows, view_rows
+from steward.features.rows import entity_columns, entity_table, skew_mismatches, view_rows
 from steward.features.sources import staged_inputs
 from steward.features.specs import check_definition, kind_of, ordered, parse_document
 from steward.governance import audit
@@ -253,11 +252,14 @@ class FeatureStore:
             InvalidInput: Entity rows without a key or the timestamp column, a type mismatch, a
                 malformed reference.
             NotFound: An unknown view, feature or service.
-            Forbidden: Without ``features:read`` (and ``data:read_pii`` for PII-tagged features).
+            Forbidden: Without ``features:read`` (and ``data:read_pii`` for PII-tagged features; and
+                ``data:write`` with ``save_as``).
         """
         from steward.features.offline import point_in_time_join
 
         self._require("features:read")
+        if save_as is not None:
+            self._require("data:write")
         table = entity_table(entity_rows)
         selections = self._select(features)
         with staged_inputs(self.data, selections) as (inputs, versions):
@@ -356,6 +358,7 @@ class FeatureStore:
 
         self._require("features:write")
         end = _utc(end) if end is not None else datetime.now(UTC)
+        end = end.replace(microsecond=end.microsecond // 1000 * 1000)  # as stored: milliseconds
         store = self.online
         project = self.platform.project
         with self.metadata.read() as conn:
@@ -451,23 +454,10 @@ class FeatureStore:
         Raises:
             InvalidInput: The view is not fed by a stream, or an entry does not fit the view.
         """
-        from steward.data.connectors.redis_stream import RedisStreamConnector
+        from steward.features.streams import consume
 
         selection = self._view_selection(view)
-        source = selection.view.source
-        if not isinstance(source, StreamSource):
-            raise InvalidInput(f"feature view {view!r} is not fed by a stream", {"field": "view"})
-        connector = RedisStreamConnector(
-            source.url, source.stream, source.group, consumer=f"steward-{view}",
-            block_ms=block_ms, max_batches=max_batches, id_column=None,
-        )  # fmt: skip
-        pushed = 0
-        for batch in connector.batches():
-            if batch.table.num_rows:
-                self.push(view, stream_rows(selection, batch.table))
-                pushed += batch.table.num_rows
-            batch.commit()
-        return pushed
+        return consume(selection, self.push, max_batches=max_batches, block_ms=block_ms)
 
     # -- consistency -----------------------------------------------------------------------------
 

@@ -45,7 +45,9 @@ from steward.features.models import (
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)?\s*$")
 _SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800, None: 1}
-_COLUMN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+_COLUMN = re.compile(r"^[^\s:\x00-\x1f](?:[^:\x00-\x1f]{0,126}[^\s:\x00-\x1f])?$")
+"""A column name: 1-128 characters, no ``:`` (it separates view and feature), no control characters,
+no space at either end (``mean radius`` is fine)."""
 _DOCUMENT_KEYS = {"entities": KIND_ENTITY, "feature_views": KIND_VIEW, "feature_services": KIND_SERVICE}
 
 

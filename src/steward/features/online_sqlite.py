@@ -1,0 +1,183 @@
+"""The embedded online store: one SQLite file (``<home>/online.db`` by default).
+
+One table keyed ``(project, view, key)`` without a rowid, so a read is one B-tree lookup; WAL, so
+readers never wait for a writer; one connection per thread (the inference server reads from
+several), each with its statements cached. A write is one ``executemany`` UPSERT in one transaction
+whose ``WHERE excluded.ts >= ts`` keeps a fresher value than the one written.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import weakref
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import NoReturn
+
+import orjson
+
+from steward.errors import ServiceUnavailable
+from steward.features.models import OnlineRecord
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS online_features (
+    project TEXT NOT NULL,
+    view TEXT NOT NULL,
+    key TEXT NOT NULL,
+    ts INTEGER NOT NULL,
+    value BLOB NOT NULL,
+    PRIMARY KEY (project, view, key)
+) WITHOUT ROWID
+"""
+_UPSERT = (
+    "INSERT INTO online_features (project, view, key, ts, value) VALUES (?, ?, ?, ?, ?) "
+    "ON CONFLICT (project, view, key) DO UPDATE SET ts = excluded.ts, value = excluded.value "
+    "WHERE excluded.ts >= online_features.ts"
+)
+_READ_ONE = "SELECT ts, value FROM online_features WHERE project = ? AND view = ? AND key = ?"
+# One statement for any number of keys (a JSON array), so the statement cache never churns.
+_READ_MANY = (
+    "SELECT key, ts, value FROM online_features WHERE project = ? AND view = ? "
+    "AND key IN (SELECT value FROM json_each(?))"
+)
+_DELETE = "DELETE FROM online_features WHERE project = ? AND view = ?"
+
+
+class _Connection(sqlite3.Connection):
+    """A connection that a ``WeakSet`` can hold (the built-in one takes no weak references)."""
+
+
+class SqliteOnlineStore:
+    """The online store in a SQLite file, safe to share between threads.
+
+    Args:
+        path: The database file (created, with its folder, if missing).
+        timeout: Seconds a writer waits for another writer's lock before failing.
+
+    Raises:
+        ServiceUnavailable: If the file cannot be created or opened.
+    """
+
+    name = "sqlite"
+
+    def __init__(self, path: str | Path, *, timeout: float = 30.0) -> None:
+        self.path = Path(path)
+        self.url = f"sqlite:///{self.path}"
+        self._timeout = timeout
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        # Weak, so that a finished thread's connection closes with its thread-local storage.
+        self._connections: weakref.WeakSet[_Connection] = weakref.WeakSet()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            self._fail(exc)
+        conn = self._connect()
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute(_SCHEMA)
+        except sqlite3.Error as exc:
+            self._fail(exc)
+
+    def __repr__(self) -> str:
+        return f"SqliteOnlineStore({str(self.path)!r})"
+
+    def _fail(self, exc: Exception) -> NoReturn:
+        raise ServiceUnavailable(
+            f"the online store {self.url} failed: {exc}", {"url": self.url, "store": self.name}
+        ) from exc
+
+    def _connect(self) -> _Connection:
+        try:
+            conn = sqlite3.connect(
+                self.path,
+                timeout=self._timeout,
+                isolation_level=None,
+                check_same_thread=False,
+                cached_statements=32,
+                factory=_Connection,
+            )
+            conn.execute("PRAGMA synchronous=NORMAL")
+        except sqlite3.Error as exc:
+            self._fail(exc)
+        self._local.conn = conn
+        with self._lock:
+            self._connections.add(conn)
+        return conn
+
+    def _conn(self) -> _Connection:
+        try:
+            conn: _Connection = self._local.conn
+        except AttributeError:
+            return self._connect()
+        return conn
+
+    def write(self, project: str, view: str, records: Iterable[OnlineRecord]) -> int:
+        """Store each record unless its entity has one with a later event time, in one transaction.
+
+        Returns:
+            How many records were stored (an older one for an entity counts as not stored).
+
+        Raises:
+            ServiceUnavailable: If the database cannot be written.
+        """
+        conn = self._conn()
+        rows = ((project, view, key, ts, value) for key, ts, value in records)
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                before = conn.total_changes
+                conn.executemany(_UPSERT, rows)
+                stored = conn.total_changes - before
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            self._fail(exc)
+        return stored
+
+    def read(self, project: str, view: str, keys: Sequence[str]) -> list[tuple[int, bytes] | None]:
+        """Return ``(event time, encoded values)`` per key, in order, None for an unknown entity.
+
+        Raises:
+            ServiceUnavailable: If the database cannot be read.
+        """
+        try:
+            conn: _Connection = self._local.conn
+        except AttributeError:
+            conn = self._connect()
+        try:
+            if len(keys) == 1:
+                # The temporary cursor is freed at once, which resets the statement and ends the
+                # read transaction (a kept one would pin an old WAL snapshot).
+                return [conn.execute(_READ_ONE, (project, view, keys[0])).fetchone()]
+            if not keys:
+                return []
+            rows = conn.execute(_READ_MANY, (project, view, orjson.dumps(list(keys)).decode())).fetchall()
+        except sqlite3.Error as exc:
+            self._fail(exc)
+        found = {key: (ts, value) for key, ts, value in rows}
+        return [found.get(key) for key in keys]
+
+    def delete(self, project: str, view: str) -> int:
+        """Remove every entity of a view; return how many there were.
+
+        Raises:
+            ServiceUnavailable: If the database cannot be written.
+        """
+        try:
+            return self._conn().execute(_DELETE, (project, view)).rowcount
+        except sqlite3.Error as exc:
+            self._fail(exc)
+
+    def close(self) -> None:
+        """Close every thread's connection; a later call opens new ones."""
+        with self._lock:
+            connections = list(self._connections)
+            self._connections = weakref.WeakSet()
+            self._local = threading.local()
+        for conn in connections:
+            conn.close()
