@@ -401,6 +401,36 @@ def test_the_serve_stage_canaries_the_retrained_version_to_all_traffic_without_a
     assert steward.read_predictions("breast-cancer").num_rows >= int(traffic.group(1))
 
 
+def test_the_features_stage_trains_from_a_point_in_time_training_set_and_serves_by_patient_id(
+    demo: Demo,
+) -> None:
+    from steward.cli.quickstart import features as stage
+    from steward.deploy.service import DeployService
+
+    out = demo.stdout
+    assert re.search(
+        r"^Training set diagnosis-training: all 569 diagnoses, in order\. 5 of the 5 made before any visit "
+        r"kept their place with nulls; 20 of the 20 made between the visits got the first visit's values",
+        out,
+        re.MULTILINE,
+    ), out
+    assert "Materialised measurements (event times up to" in out and "569 patients to the online store" in out
+    answers = re.findall(r"^(P-\d{6})\s+│ (\d\.\d{3})\s+│ (malignant|benign)", out, re.MULTILINE)
+    assert len(answers) == 4, out
+    assert all((float(p) > 0.5) == (label == "benign") for _pid, p, label in answers), answers
+    assert "An unknown patient: 422 feature 'mean radius' (view 'measurements') is missing" in out
+    training = steward.get_dataset_version(stage.TRAINING_SET)
+    source = steward.get_dataset_version(stage.MEASUREMENTS)
+    assert training.rows == 569 and source.rows == 1138
+    # an erasure request for the measurements finds the model trained on features built from them
+    trained = _registry(demo).dataset_lineage(source.id)
+    assert [(m["model"], m["via"]["ref"]) for m in trained] == [("diagnosis", f"{stage.TRAINING_SET}@1")], (
+        trained
+    )
+    endpoint = DeployService(_registry(demo).platform).get_endpoint(stage.ENDPOINT)
+    assert endpoint.feature_service == stage.SERVICE
+
+
 def test_production_moves_only_through_the_gate(demo: Demo) -> None:
     with pytest.raises(PolicyViolation, match="protected by policy 'quickstart-production'"):
         demo.connection.registry.set_alias(quickstart.MODEL_NAME, "production", "1.0.0")

@@ -76,6 +76,7 @@ class EndpointIn(_Body):
     description: str = ""
     gate_alias: str = "production"
     sticky_key: str | None = None
+    feature_service: str | None = None
 
 
 class RolloutIn(_Body):
@@ -127,7 +128,8 @@ def list_endpoints(deploy: Deploy) -> Response:
     "/endpoints", dependencies=[requires("deploy:write")], status_code=201, summary="Create an endpoint"
 )
 def create_endpoint(body: EndpointIn, deploy: Deploy) -> Response:
-    """Create an endpoint serving one version (through the policy gate); 409 if the name is taken."""
+    """Create an endpoint serving one version (through the policy gate); 409 if the name is taken, 404 if
+    the model, version or feature service does not exist."""
     found = deploy.create_endpoint(
         body.name,
         body.model,
@@ -135,6 +137,7 @@ def create_endpoint(body: EndpointIn, deploy: Deploy) -> Response:
         description=body.description,
         gate_alias=body.gate_alias,
         sticky_key=body.sticky_key,
+        feature_service=body.feature_service,
     )
     return _json(found.to_json(), 201)
 

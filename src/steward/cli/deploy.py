@@ -1,11 +1,12 @@
 """``steward deploy``: endpoints and their rollouts (blue-green, canary, A/B, shadow).
 
-``create`` makes an endpoint serving one version; ``rollout`` starts moving a new version onto it;
-``status`` shows the plan, the rollout's events and what each version served; ``promote`` and
-``rollback`` move it by hand; ``results`` prints the per-arm outcomes and, for A/B, the significance
-test; ``watch`` runs the rollout controller in the foreground (each step analysed, promoted or rolled
-back) until the rollout ends. Every version passes the policy gate of the endpoint's alias first: a
-refusal prints the verdict, rule by rule, and exits 1.
+``create`` makes an endpoint serving one version (with ``--feature-service``, its requests carry entity
+keys and the server reads the model's inputs from the online store); ``rollout`` starts moving a new
+version onto it; ``status`` shows the plan, the rollout's events and what each version served;
+``promote`` and ``rollback`` move it by hand; ``results`` prints the per-arm outcomes and, for A/B, the
+significance test; ``watch`` runs the rollout controller in the foreground (each step analysed, promoted
+or rolled back) until the rollout ends. Every version passes the policy gate of the endpoint's alias
+first: a refusal prints the verdict, rule by rule, and exits 1.
 
 The commands work embedded and against a server (``STEWARD_URI``), where they call
 ``/api/v1/endpoints`` with ``STEWARD_TOKEN``.
@@ -115,18 +116,29 @@ def create(
     sticky_key: Annotated[
         str | None, typer.Option("--sticky-key", help="The request field that keeps a user on one A/B arm.")
     ] = None,
+    feature_service: Annotated[
+        str | None,
+        typer.Option(
+            "--feature-service",
+            help="Requests carry this feature service's entity keys; the server reads the model's inputs "
+            "from its online features.",
+        ),
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Create an endpoint serving one version of a model (through the policy gate)."""
     with _gated(as_json), deployments() as deploy:
         ep = deploy.create_endpoint(
-            name, model, version, description=description, gate_alias=gate_alias, sticky_key=sticky_key
-        )
+            name, model, version, description=description, gate_alias=gate_alias, sticky_key=sticky_key,
+            feature_service=feature_service,
+        )  # fmt: skip
     if as_json:
         print_json(ep.to_json())
         return
+    features = f"; inputs from feature service {escape(ep.feature_service)}" if ep.feature_service else ""
     console.print(
-        f"Created endpoint [bold]{escape(ep.name)}[/bold]: {escape(_plan(ep))} (revision {ep.revision})."
+        f"Created endpoint [bold]{escape(ep.name)}[/bold]: {escape(_plan(ep))} (revision {ep.revision})"
+        f"{features}."
     )
 
 
@@ -301,6 +313,7 @@ def print_status(status: EndpointStatus, out: Console = console) -> None:
         ("Plan", f"{escape(_plan(ep))} (revision {ep.revision})"),
         ("Gate", escape(ep.gate_alias)),
         ("Sticky key", escape(ep.sticky_key or "-")),
+        ("Feature service", escape(ep.feature_service or "-")),
     ]
     if rollout is not None:
         rows += [

@@ -1,9 +1,11 @@
 """``steward serve``: the inference server (Open Inference Protocol v2, ``/predict``, ``/metrics``).
 
 ``steward serve churn@production`` serves one model (moving the alias swaps the version, blue-green);
-``--config models.yaml`` serves several (``steward.serving.sources``); ``--endpoint NAME`` serves deployed
-endpoints and follows their rollouts (``steward.deploy``). With ``--auth`` model routes need a bearer
-token holding ``serving:predict`` in the endpoint's project, checked by the API's own gatekeeper.
+``--config models.yaml`` serves several (``steward.serving.sources``); ``--feature-service NAME`` makes
+the references' requests carry entity keys, their inputs read from the online store; ``--endpoint NAME``
+serves deployed endpoints and follows their rollouts (``steward.deploy``). With ``--auth`` model routes
+need a bearer token holding ``serving:predict`` in the endpoint's project, checked by the API's own
+gatekeeper.
 
 The server names two factories by import path, because they reach into higher layers than
 ``steward.serving`` may import: :func:`endpoint_source` here, and
@@ -81,6 +83,14 @@ def serve(
     project: Annotated[
         str | None, typer.Option("--project", help="The models' project (default: STEWARD_PROJECT).")
     ] = None,
+    feature_service: Annotated[
+        str | None,
+        typer.Option(
+            "--feature-service",
+            help="Requests carry this feature service's entity keys; the models' inputs are read from its "
+            "online features (with model references).",
+        ),
+    ] = None,
     trust: Annotated[
         bool, typer.Option("--trust", help="Allow code-bearing model formats (pyfunc) you have reviewed.")
     ] = False,
@@ -114,6 +124,7 @@ def serve(
         max_request_bytes=max_request_bytes,
         log_sample_rate=log_sample_rate,
         project=settings.project,
+        feature_service=feature_service,
         trust=trust,
         prefer_onnx=onnx,
         source_factory=ENDPOINT_SOURCE if names else None,

@@ -40,12 +40,14 @@ class RemoteDeployService:
         description: str = "",
         gate_alias: str = DEFAULT_GATE_ALIAS,
         sticky_key: str | None = None,
+        feature_service: str | None = None,
     ) -> Endpoint:
-        """Create an endpoint serving ``version`` of ``model``, through the policy gate.
+        """Create an endpoint serving ``version`` of ``model``, through the policy gate (its requests
+        completed from ``feature_service``'s online features, if given).
 
         Raises:
             InvalidInput: For a bad name, alias or sticky key.
-            NotFound: The model or version does not exist.
+            NotFound: The model, version or feature service does not exist.
             AlreadyExists: The project has an endpoint of that name.
             PolicyViolation: The version fails the policies of ``gate_alias``.
         """
@@ -56,6 +58,7 @@ class RemoteDeployService:
             "description": description,
             "gate_alias": gate_alias,
             "sticky_key": sticky_key,
+            "feature_service": feature_service,
         }
         return Endpoint.from_json(self.http.json("POST", "/endpoints", body))
 

@@ -145,14 +145,23 @@ def version_ancestry(conn: Connection, project: str, version_id: str) -> list[Ro
 
 def descendants(conn: Connection, project: str, version_id: str) -> list[Row[Any]]:
     """Every version of ``project`` derived (directly or not) from a version, with dataset names, in
-    breadth order."""
+    breadth order: its protected copies (``parent_id``) and the versions a lineage edge says were built
+    from it (a training set of its features, ``features_from``)."""
     found: list[Row[Any]] = []
     frontier, seen = [version_id], {version_id}
     while frontier:
+        built_from = select(lineage_edges.c.target_id).where(
+            lineage_edges.c.source_kind == "dataset_version",
+            lineage_edges.c.target_kind == "dataset_version",
+            lineage_edges.c.source_id.in_(frontier),
+        )
         query = (
             select(dataset_versions, datasets.c.name.label("dataset_name"))
             .join(datasets, datasets.c.id == dataset_versions.c.dataset_id)
-            .where(dataset_versions.c.parent_id.in_(frontier), datasets.c.project == project)
+            .where(
+                dataset_versions.c.parent_id.in_(frontier) | dataset_versions.c.id.in_(built_from),
+                datasets.c.project == project,
+            )
             .order_by(dataset_versions.c.created_at)
         )
         rows = [r for r in conn.execute(query) if r.id not in seen]

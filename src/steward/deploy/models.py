@@ -2,7 +2,9 @@
 ``DeployBackend`` protocol that the embedded service and the HTTP client both implement.
 
 An **endpoint** names one registered model and owns a traffic plan: its *arms* (``serving.models.Arm``:
-a version, a role, a share of live traffic), whose ``revision`` grows with every change. A **rollout**
+a version, a role, a share of live traffic), whose ``revision`` grows with every change. An endpoint may
+declare a *feature service*: its requests then carry entity keys, and the server reads the model's
+inputs from the online store (``serving.features``). A **rollout**
 moves a candidate version onto the endpoint by one strategy:
 
 - ``blue-green``: the candidate is listed as ``standby`` (loaded and warmed, no traffic) until the server
@@ -89,6 +91,7 @@ class Endpoint:
         created_by: Who created it.
         updated_at: When its plan last changed.
         active_rollout: The id of the rollout under way, if any.
+        feature_service: The feature service whose online features complete its requests, if any.
     """
 
     id: str
@@ -104,6 +107,7 @@ class Endpoint:
     created_by: str
     updated_at: datetime
     active_rollout: str | None = None
+    feature_service: str | None = None
 
     @property
     def stable(self) -> str:
@@ -113,7 +117,10 @@ class Endpoint:
     @property
     def plan(self) -> TrafficPlan:
         """The traffic plan a server routes by."""
-        return TrafficPlan(self.name, self.model, self.arms, self.project, self.sticky_key, self.revision)
+        return TrafficPlan(
+            self.name, self.model, self.arms, self.project, self.sticky_key, self.revision,
+            self.feature_service,
+        )  # fmt: skip
 
     def to_json(self) -> dict[str, Any]:
         """Return a JSON-ready dict (times in ISO 8601, UTC)."""
@@ -132,6 +139,7 @@ class Endpoint:
             "created_by": self.created_by,
             "updated_at": _iso(self.updated_at),
             "active_rollout": self.active_rollout,
+            "feature_service": self.feature_service,
         }
 
     @classmethod
@@ -151,6 +159,7 @@ class Endpoint:
             created_by=data.get("created_by", ""),
             updated_at=datetime.fromisoformat(data["updated_at"]),
             active_rollout=data.get("active_rollout"),
+            feature_service=data.get("feature_service"),
         )
 
 
@@ -364,8 +373,10 @@ class DeployBackend(Protocol):
         description: str = "",
         gate_alias: str = DEFAULT_GATE_ALIAS,
         sticky_key: str | None = None,
+        feature_service: str | None = None,
     ) -> Endpoint:
-        """Create an endpoint serving ``version`` of ``model``, through the policy gate."""
+        """Create an endpoint serving ``version`` of ``model``, through the policy gate (its requests
+        completed from ``feature_service``'s online features, if given)."""
         ...
 
     def get_endpoint(self, name: str) -> Endpoint:

@@ -73,6 +73,7 @@ def to_endpoint(row: Row[Any], arms: tuple[Arm, ...]) -> Endpoint:
         created_by=row.created_by,
         updated_at=from_ms(row.updated_at),
         active_rollout=row.active_rollout,
+        feature_service=row.feature_service,
     )
 
 

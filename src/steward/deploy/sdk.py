@@ -5,6 +5,7 @@ Each function calls the default connection's deploy backend (embedded, or a serv
 
 Example:
     >>> steward.create_endpoint("churn", model="churn", version="1.0.0")  # doctest: +SKIP
+    >>> steward.create_endpoint("risk", "risk", "1.0.0", feature_service="risk_features")  # doctest: +SKIP
     >>> steward.start_rollout("churn", "canary", "1.1.0", steps=[10, 50, 100])  # doctest: +SKIP
     >>> steward.endpoint_status("churn").rollout.state  # doctest: +SKIP
     <RolloutState.RUNNING: 'running'>
@@ -56,17 +57,21 @@ def create_endpoint(
     description: str = "",
     gate_alias: str = DEFAULT_GATE_ALIAS,
     sticky_key: str | None = None,
+    feature_service: str | None = None,
 ) -> Endpoint:
     """Create an endpoint serving ``version`` of ``model`` (100%), once the policies that protect
-    ``gate_alias`` let the version through.
+    ``gate_alias`` let the version through. With ``feature_service``, its requests carry entity keys and
+    the server reads the model's inputs from that service's online features.
 
     Raises:
         PolicyViolation: The version fails the gate; ``details["lines"]`` shows each rule.
         AlreadyExists: The project has an endpoint of that name.
+        NotFound: The feature service is not defined.
     """
     return _backend().create_endpoint(
-        name, model, version, description=description, gate_alias=gate_alias, sticky_key=sticky_key
-    )
+        name, model, version, description=description, gate_alias=gate_alias, sticky_key=sticky_key,
+        feature_service=feature_service,
+    )  # fmt: skip
 
 
 def get_endpoint(name: str) -> Endpoint:

@@ -98,12 +98,23 @@ class DeployService:
         description: str = "",
         gate_alias: str = DEFAULT_GATE_ALIAS,
         sticky_key: str | None = None,
+        feature_service: str | None = None,
     ) -> Endpoint:
         """Create an endpoint serving ``version`` of ``model`` (its stable arm, 100%).
 
+        Args:
+            name: The endpoint's name.
+            model: The registered model it serves.
+            version: The version it serves first.
+            description: What it is for.
+            gate_alias: The alias whose policies every version deployed here must pass.
+            sticky_key: The request field whose hash picks an A/B arm.
+            feature_service: A feature service of the project: requests then carry its entity keys and
+                the server reads the model's inputs from its online features (``serving.features``).
+
         Raises:
             InvalidInput: For a bad name, alias or sticky key.
-            NotFound: The model or version does not exist.
+            NotFound: The model, version or feature service does not exist (nothing is stored).
             AlreadyExists: The project has an endpoint of that name.
             PolicyViolation: The version fails the policies of ``gate_alias`` (``writes.gate``).
         """
@@ -114,6 +125,8 @@ class DeployService:
         sticky = _sticky(sticky_key)
         if not isinstance(description, str):
             raise InvalidInput("description must be text", {"field": "description"})
+        if feature_service is not None:
+            self._check_feature_service(feature_service)
         target = self._gate(name, model, version, gate_alias, "endpoint.create")
         now, arms, endpoint_id = now_ms(), (Arm(target.version, "stable", 1.0),), new_id()
         values = {
@@ -124,13 +137,17 @@ class DeployService:
             "description": description,
             "gate_alias": gate_alias,
             "sticky_key": sticky,
+            "feature_service": feature_service,
             "revision": 0,
             "active_rollout": None,
             "created_at": now,
             "created_by": self.platform.actor,
             "updated_at": now,
         }
-        facts = {"model": model, "version": target.version, "gate_alias": gate_alias, "sticky_key": sticky}
+        facts = {
+            "model": model, "version": target.version, "gate_alias": gate_alias, "sticky_key": sticky,
+            **({"feature_service": feature_service} if feature_service is not None else {}),
+        }  # fmt: skip
         try:
             with self._db.transaction() as conn:
                 repo.insert_endpoint(conn, values)
@@ -142,6 +159,20 @@ class DeployService:
         except SQLIntegrityError:
             raise AlreadyExists(f"endpoint {name!r} already exists", {"field": "name"}) from None
         return self.get_endpoint(name)
+
+    def _check_feature_service(self, name: str) -> None:
+        from steward.features.models import KIND_SERVICE
+        from steward.features.service import FeatureStore
+
+        validate_name(name, "feature_service")
+        try:
+            FeatureStore(self.platform).get_definition(KIND_SERVICE, name)
+        except NotFound:
+            raise NotFound(
+                f"feature service {name!r} not found in project {self.platform.project!r}: define it with "
+                "steward features apply",
+                {"field": "feature_service", "feature_service": name},
+            ) from None
 
     def get_endpoint(self, name: str) -> Endpoint:
         """Return one endpoint with its plan.

@@ -19,6 +19,10 @@ else a new time-ordered id). With an ``authorise`` callable (``steward serve --a
 ``serving:predict`` in the endpoint's project; health, server metadata and ``/metrics`` stay public.
 The app never answers a request with a traceback: refusals are JSON errors (``steward.serving.refusals``)
 and a failing model is a 500 ``model_error`` after which the server goes on.
+
+An endpoint whose plan names a feature service takes entity keys: before a version decodes the request,
+its features are read from the online store for all of its rows at once and fill the model's inputs
+(``steward.serving.features``).
 """
 
 from __future__ import annotations
@@ -48,6 +52,7 @@ from steward.serving.asgi import (
     read_body,
     send_answer,
 )
+from steward.serving.features import Enrichment, FeatureStoreUnavailable, OnlineFeatureReader
 from steward.serving.metrics import CONTENT_TYPE, ServingMetrics
 from steward.serving.models import PredictionSink
 from steward.serving.refusals import (
@@ -108,6 +113,8 @@ class ServingApp:
         recorder: Window statistics (None: not recorded).
         sink: The prediction log (None: nothing logged).
         authorise: Admits model requests (None: everyone may call).
+        features: Reads the online features of endpoints behind a feature service (None: such an
+            endpoint answers 503).
         max_request_bytes: Larger bodies get 413.
         on_shutdown: Called, in order, after the server stopped serving (closing the log, the database).
     """
@@ -120,10 +127,12 @@ class ServingApp:
         recorder: WindowRecorder | None = None,
         sink: PredictionSink | None = None,
         authorise: Authorise | None = None,
+        features: OnlineFeatureReader | None = None,
         max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
         on_shutdown: Sequence[Callable[[], None]] = (),
     ) -> None:
         self.router = router
+        self.features = features
         self.metrics = metrics or ServingMetrics()
         self.recorder = recorder
         self.sink = sink
@@ -328,6 +337,7 @@ class ServingApp:
             "ready": state.ready,
             "error": state.error,
             "model": table.plan.model,
+            "feature_service": table.plan.feature_service,
             "traffic": [
                 {
                     "version": r.arm.version,
@@ -345,16 +355,19 @@ class ServingApp:
         admitted = self._table(self._state(name))
         await self._admit(request, admitted)
         data = predict_json.parse(await read_body(request, receive, self.max_request_bytes))
-        table = await self._newest(request, name, admitted)
+        table, enrichment = await self._enriched(
+            request, name, admitted, lambda: predict_json.columns_of(data)
+        )
         route = table.pick(request.key or predict_json.sticky_value(data, table.plan.sticky_key))
 
         def decode(served: ServedVersion) -> tuple[Any, int]:
             return predict_json.decode(data, served)
 
-        original = await self._answer(table, route, request, decode, at_ms)
+        chosen = decode if enrichment is None else enrichment.decode
+        original = await self._answer(table, route, request, chosen, at_ms)
         body = predict_json.encode(original.answers, table.plan.model, route.served.key.version, request.id)
         await send_answer(send, 200, body, request.id)
-        self._answered(table, route, request, original, mirror=True)
+        self._answered(table, route, request, original, mirror=True, enrichment=enrichment)
 
     async def _infer(
         self, request: HttpRequest, receive: Any, send: Any, name: str, wanted: str | None
@@ -364,7 +377,7 @@ class ServingApp:
         await self._admit(request, admitted)
         body = await read_body(request, receive, self.max_request_bytes)
         infer = oip.parse_infer(body, int_header(request.header_length, oip.HEADER_LENGTH))
-        table = await self._newest(request, name, admitted)
+        table, enrichment = await self._enriched(request, name, admitted, lambda: oip.columns_of(infer))
         if wanted is not None:
             found = table.version(wanted)
             if found is None:
@@ -382,14 +395,15 @@ class ServingApp:
         def decode(served: ServedVersion) -> tuple[Any, int]:
             return oip.decode(infer, served)
 
-        original = await self._answer(table, route, request, decode, at_ms)
+        chosen = decode if enrichment is None else enrichment.decode
+        original = await self._answer(table, route, request, chosen, at_ms)
         served = route.served
         answer, binary = oip.encode_infer(
             infer, original.answers, served.output, name, served.key.version, request.id
         )
         length = [] if binary is None else [(b"inference-header-content-length", str(binary).encode())]
         await send_answer(send, 200, answer, request.id, JSON if binary is None else OCTETS, length)
-        self._answered(table, route, request, original, mirror=wanted is None)
+        self._answered(table, route, request, original, mirror=wanted is None, enrichment=enrichment)
 
     async def _newest(self, request: HttpRequest, name: str, admitted: RoutingTable) -> RoutingTable:
         """The endpoint's table now, after the awaits of reading the body: the request must enter a version
@@ -401,6 +415,35 @@ class ServingApp:
             if table.plan.project != admitted.plan.project and self.authorise is not None:
                 raise NotReady(f"endpoint {name!r} is moving between projects; retry", {"field": "model"})
         return table
+
+    async def _enriched(
+        self, request: HttpRequest, name: str, admitted: RoutingTable, columns: Callable[[], dict[str, Any]]
+    ) -> tuple[RoutingTable, Enrichment | None]:
+        """The endpoint's newest table and, behind a feature service, the request's online features.
+
+        The features are read before the newest table is taken (the read may await, and no await may come
+        between taking a table and entering its version); a plan that changed its feature service in
+        between is read again.
+        """
+        table = admitted
+        given: dict[str, Any] | None = None
+        for _ in range(3):
+            service = table.plan.feature_service
+            enrichment = None
+            if service is not None:
+                if self.features is None:
+                    raise FeatureStoreUnavailable(
+                        f"endpoint {name!r} reads feature service {service!r}, but this server has no "
+                        "feature store",
+                        {"field": "feature_service", "feature_service": service},
+                    )
+                given = given if given is not None else columns()
+                enrichment = await self.features.read(table.plan, given)
+            newest = await self._newest(request, name, table)
+            if newest.plan.feature_service == service and newest.plan.project == table.plan.project:
+                return newest, enrichment
+            table = newest
+        raise NotReady(f"endpoint {name!r} is changing its feature service; retry", {"field": "model"})
 
     async def _answer(
         self, table: RoutingTable, route: Route, request: HttpRequest, decode: Decode, at_ms: int
@@ -420,10 +463,18 @@ class ServingApp:
         return Original(served, item, rows, decode, answers, request.id, at_ms)
 
     def _answered(
-        self, table: RoutingTable, route: Route, request: HttpRequest, original: Original, mirror: bool
+        self,
+        table: RoutingTable,
+        route: Route,
+        request: HttpRequest,
+        original: Original,
+        mirror: bool,
+        enrichment: Enrichment | None = None,
     ) -> None:
-        """After the answer is sent: count it, log it, and send the shadows their copies."""
-        self._account(table, route, request, 200, original.at_ms, original.item, original.answers)
+        """After the answer is sent: count it, log it (with the entity keys of an enriched request), and
+        send the shadows their copies."""
+        item = original.item if enrichment is None else enrichment.logged(original.served, original.item)
+        self._account(table, route, request, 200, original.at_ms, item, original.answers)
         if mirror and table.shadows:
             self.shadows.mirror(table.plan, table.shadows, original)
 

@@ -10,6 +10,9 @@ Metric                                     Type       Labels
 ``steward_model_version_loaded``           gauge      model, version (workers holding it)
 ``steward_endpoint_ready``                 gauge      endpoint (1 when its newest plan serves)
 ``steward_prediction_log_dropped_total``   counter    (records the prediction log had to drop)
+``steward_feature_lookups_total``          counter    endpoint, outcome (ok | invalid | error)
+``steward_feature_lookup_duration_seconds`` histogram endpoint (one online read per request)
+``steward_feature_entities_missing_total`` counter    endpoint, view, status (NOT_FOUND | OUTSIDE_TTL)
 =========================================  =========  ============================================
 
 Latency buckets are :data:`steward.serving.models.LATENCY_BUCKETS_MS`, in seconds. Requests refused

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
+from steward.core.names import validate_name
 from steward.errors import InvalidInput
 
 ROLES: Final = ("stable", "canary", "candidate", "shadow", "standby")
@@ -73,6 +74,9 @@ class TrafficPlan:
         sticky_key: For A/B tests: the request field (JSON key or ``X-Steward-Key`` header) whose hash
             picks the arm, so one user always sees one arm. None: each request is drawn at random.
         revision: Increases with every change; a server re-routes when it sees a new revision.
+        feature_service: The feature service whose online features complete each request: requests
+            then carry entity keys and the server reads the model's inputs from the online store
+            (``steward.serving.features``). None: requests carry the model's inputs.
     """
 
     endpoint: str
@@ -81,6 +85,7 @@ class TrafficPlan:
     project: str = "default"
     sticky_key: str | None = None
     revision: int = 0
+    feature_service: str | None = None
 
     def __post_init__(self) -> None:
         live = [arm for arm in self.arms if arm.role in LIVE_ROLES]
@@ -94,6 +99,8 @@ class TrafficPlan:
         versions = [arm.version for arm in self.arms]
         if len(set(versions)) != len(versions):
             raise InvalidInput(f"endpoint {self.endpoint!r} names a version twice", {"field": "arms"})
+        if self.feature_service is not None:
+            validate_name(self.feature_service, "feature_service")
 
     @property
     def live(self) -> tuple[Arm, ...]:

@@ -17,6 +17,10 @@ How inputs map to a signature:
 The model's answer is one output, named after the signature's single output column (else ``output``).
 Datatypes are checked against the signature with its own rules (``FP64`` data for a ``float32`` column
 is refused, ``INT64`` data for a ``float64`` column is not), with a 422 naming the input.
+
+For an endpoint behind a feature service, the request carries one 1-D tensor per entity key (and may
+add tensors for some of the model's inputs); :func:`columns_of` reads them as columns, which
+:mod:`steward.serving.features` completes from the online store and checks as the JSON route does.
 """
 
 from __future__ import annotations
@@ -331,6 +335,33 @@ def decode(request: InferRequest, served: ServedVersion) -> tuple[Any, int]:
     fast = codec.from_arrays(columns) if codec is not None else None
     item = fast if fast is not None else _enforced(served, columns, None)
     return item, len(item)
+
+
+def columns_of(request: InferRequest) -> dict[str, list[Any]]:
+    """The request's tensors as ``{name: [value per row]}``: each one 1-D (or ``[n, 1]``), all of one
+    length.
+
+    Raises:
+        Unprocessable: For a tensor of another shape, or tensors of different lengths (422).
+    """
+    columns: dict[str, list[Any]] = {}
+    for name, array in request.inputs.items():
+        if array.ndim == 2 and array.shape[1] == 1:
+            array = array.reshape(-1)
+        if array.ndim != 1:
+            raise Unprocessable(
+                f"input {name!r} must have shape [n] or [n, 1] (one value per row), not {list(array.shape)}",
+                {"field": name},
+            )
+        columns[name] = array.tolist()
+    lengths = {len(values) for values in columns.values()}
+    if len(lengths) != 1:
+        raise Unprocessable(
+            "the inputs must all have one value per row, and the same number of rows", {"field": "inputs"}
+        )
+    if not next(iter(columns.values())):
+        raise Unprocessable("the inputs hold no rows", {"field": "inputs"})
+    return columns
 
 
 def _fits(dtype: np.dtype[Any], column_type: str) -> bool:

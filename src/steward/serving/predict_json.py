@@ -13,6 +13,10 @@ and optionally ``"parameters": {...}`` (where an A/B test's sticky key may be gi
 
 Malformed bodies are refused with 400 naming the key; input the signature refuses with 422 naming the
 column (:mod:`steward.serving.refusals`).
+
+For an endpoint behind a feature service, :func:`columns_of` reads the body's rows (records, columns,
+or instances given as records) as columns of entity keys and given inputs, which
+:mod:`steward.serving.features` completes from the online store before :func:`decode` runs on them.
 """
 
 from __future__ import annotations
@@ -91,6 +95,51 @@ def decode(data: Mapping[str, Any], served: ServedVersion) -> tuple[Any, int]:
     else:
         item = _instances(data["instances"], served)
     return item, len(item)
+
+
+def columns_of(data: Mapping[str, Any]) -> dict[str, list[Any]]:
+    """The rows of a parsed body as ``{column: [value per row]}`` (a key a record lacks is None).
+
+    Args:
+        data: What :func:`parse` returned.
+
+    Raises:
+        InvalidInput: For a malformed ``records``/``columns``/``instances`` value (400).
+        Unprocessable: For instances given as rows of values: without names the entity keys cannot be
+            told apart (422).
+    """
+    if "columns" in data:
+        columns = data["columns"]
+        if not isinstance(columns, dict) or not columns:
+            raise InvalidInput(
+                "columns must be an object of column name to a list of values", {"field": "columns"}
+            )
+        lists = [isinstance(values, list) for values in columns.values()]
+        if not any(lists):  # one row of scalars
+            return {str(name): [value] for name, value in columns.items()}
+        if not all(lists) or len({len(values) for values in columns.values()}) != 1:
+            raise InvalidInput(
+                "the columns must all be lists of one length (or all scalars, for one row)",
+                {"field": "columns"},
+            )
+        if not next(iter(columns.values())):
+            raise InvalidInput("the columns hold no rows", {"field": "columns"})
+        return {str(name): values for name, values in columns.items()}
+    kind = "records" if "records" in data else "instances"
+    rows = data[kind]
+    if not isinstance(rows, list) or not rows:
+        raise InvalidInput(f"{kind} must be a non-empty list of objects, one per row", {"field": kind})
+    for index, row in enumerate(rows):
+        if not isinstance(row, dict):
+            if kind == "instances" and isinstance(row, list):
+                raise Unprocessable(
+                    "this endpoint completes requests from a feature service: send records or columns "
+                    "that name the entity keys, not rows of values",
+                    {"field": f"instances[{index}]"},
+                )
+            raise InvalidInput(f"{kind}[{index}] is not an object", {"field": f"{kind}[{index}]"})
+    names = dict.fromkeys(name for row in rows for name in row)
+    return {name: [row.get(name) for row in rows] for name in names}
 
 
 def _records(records: Any, served: ServedVersion) -> Any:

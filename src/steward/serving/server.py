@@ -7,6 +7,10 @@ workers, each worker process builds its own app from ``STEWARD_SERVE_OPTIONS`` (
 as JSON) and the ``STEWARD_*`` settings variables, and the Prometheus metrics go to a temporary
 multiprocess directory that ``run`` creates and removes.
 
+Endpoints behind a feature service read their inputs from the online store: each app (each worker
+process) opens its own ``FeatureStore`` on the settings' stores, on first use
+(``steward.serving.features``).
+
 Parts that live in higher layers are named by import path (``module:function``), so this module never
 imports them: ``source_factory`` builds the traffic source of deployed endpoints (``steward.deploy``),
 ``authoriser`` the ``authorise`` callable (``steward.api``'s identity checks). Both are called with the
@@ -31,9 +35,11 @@ from typing import Any, Final
 from steward.config import Settings, load_settings
 from steward.core.acting import Acting, acting
 from steward.errors import InvalidInput
+from steward.features.models import KIND_SERVICE, FeatureBackend
 from steward.registry.service import RegistryService
 from steward.serving.app import DEFAULT_MAX_REQUEST_BYTES, Authorise, ServingApp
 from steward.serving.batching import DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_WAIT_MS
+from steward.serving.features import OnlineFeatureReader
 from steward.serving.metrics import MULTIPROCESS_ENV, ServingMetrics
 from steward.serving.models import PredictionSink, TrafficSource
 from steward.serving.router import DEFAULT_POLL_INTERVAL, Router
@@ -70,6 +76,8 @@ class ServeOptions:
         poll_interval: Seconds between reads of the traffic plans.
         window_seconds: The length of the ``serving_windows`` windows.
         project: The project of references and config endpoints (the settings' if None).
+        feature_service: The feature service whose online features complete requests to the
+            references' endpoints (requests then carry entity keys); with references only.
         trust: Allow code-bearing model formats to load.
         prefer_onnx: Run a version's ONNX format when it has one.
         source_factory: ``module:function`` building the source of deployed endpoints.
@@ -92,6 +100,7 @@ class ServeOptions:
     poll_interval: float = DEFAULT_POLL_INTERVAL
     window_seconds: int = DEFAULT_WINDOW_SECONDS
     project: str | None = None
+    feature_service: str | None = None
     trust: bool = False
     prefer_onnx: bool = True
     source_factory: str | None = None
@@ -147,8 +156,15 @@ def build_source(options: ServeOptions, platform: Platform, registry: RegistrySe
             "serve model references, or --config FILE, or --endpoint NAME: exactly one of them",
             {"field": "references"},
         )
+    if options.feature_service is not None and not options.references:
+        raise InvalidInput(
+            "--feature-service goes with model references; a config file names it per endpoint "
+            "(feature_service: NAME) and a deployed endpoint has its own (steward deploy create "
+            "--feature-service)",
+            {"field": "feature_service"},
+        )
     if options.references:
-        return ReferenceSource(registry, options.references, project, ACTOR)
+        return ReferenceSource(registry, options.references, project, ACTOR, options.feature_service)
     if options.config is not None:
         return ConfigSource(registry, Path(options.config), project, ACTOR)
     if options.source_factory is None:
@@ -169,6 +185,18 @@ def _sink(options: ServeOptions, settings: Settings) -> PredictionSink | None:
         return None
     sink: PredictionSink = PredictionLog.from_settings(settings, sample_rate=options.log_sample_rate)
     return sink
+
+
+def _feature_reader(settings: Settings, platform: Platform, metrics: ServingMetrics) -> OnlineFeatureReader:
+    """The reader of online features, on a ``FeatureStore`` this process opens on first use."""
+
+    def open_store() -> FeatureBackend:
+        from steward.features.service import FeatureStore
+
+        return FeatureStore(platform)
+
+    embedded = settings.online_store.startswith("sqlite") and settings.db_url.startswith("sqlite")
+    return OnlineFeatureReader(open_store, metrics.registry, actor=ACTOR, inline=embedded)
 
 
 def build_app(
@@ -204,6 +232,7 @@ def build_app(
     router = Router(source, load, poll_interval=options.poll_interval)
     recorder = WindowRecorder(platform.metadata, options.window_seconds)
     sink = _sink(options, settings)
+    features = _feature_reader(settings, platform, metrics)
     authorise: Authorise | None = None
     if options.authoriser is not None:
         authorise = _imported(options.authoriser)(platform, options)
@@ -211,6 +240,7 @@ def build_app(
     close_sink = getattr(sink, "close", None)
     if callable(close_sink):
         closers.append(close_sink)
+    closers.append(features.close)
     closers.append(platform.close)
     return ServingApp(
         router,
@@ -218,6 +248,7 @@ def build_app(
         recorder=recorder,
         sink=sink,
         authorise=authorise,
+        features=features,
         max_request_bytes=options.max_request_bytes,
         on_shutdown=closers,
     )
@@ -243,14 +274,24 @@ def _share_the_interpreter() -> None:
 
 
 def check_source(options: ServeOptions, settings: Settings) -> list[str]:
-    """Read the plans once before starting, so that a bad reference fails at once; return the endpoints.
+    """Read the plans once before starting, so that a bad reference or feature service fails at once;
+    return the endpoints.
 
     Raises:
         StewardError: What the source raised (a missing model, alias or file).
+        NotFound: A plan names a feature service that is not defined.
     """
     platform = Platform.from_settings(settings)
     try:
         plans = build_source(options, platform, RegistryService(platform)).plans()
+        services = {(plan.project, plan.feature_service) for plan in plans if plan.feature_service}
+        if services:
+            from steward.features.service import FeatureStore
+
+            store = FeatureStore(platform)
+            for project, service in sorted(services):
+                with acting(Acting(ACTOR, project)):
+                    store.get_definition(KIND_SERVICE, service)
     finally:
         platform.close()
     return [plan.endpoint for plan in plans]

@@ -16,8 +16,12 @@
             - {version: 1.4.0, role: stable, weight: 0.9}
             - {alias: staging, role: canary, weight: 0.1}
             - {version: 1.5.0, role: shadow}
+        risk:                     # requests carry entity keys; the inputs come from the online store
+          ref: risk@production
+          feature_service: risk_features
 
-  ``endpoints`` may also be a list of references. A broken edit is reported and the last good plans
+  ``endpoints`` may also be a list of references. ``feature_service`` may be given to a split or a ``ref``
+  mapping. A broken edit is reported and the last good plans
   stay in force.
 
 A plan's ``revision`` grows each time what it resolves to changes.
@@ -48,7 +52,7 @@ _REFERENCE: Final = re.compile(
     r"(?P<model>[A-Za-z0-9][A-Za-z0-9._-]{0,127})(?:/(?P<version>[^/@\s]+)|@(?P<alias>[^/@\s]+))?$"
 )
 _ARM_KEYS: Final = frozenset({"version", "alias", "role", "weight"})
-_ENDPOINT_KEYS: Final = frozenset({"model", "project", "sticky_key", "arms", "ref"})
+_ENDPOINT_KEYS: Final = frozenset({"model", "project", "sticky_key", "arms", "ref", "feature_service"})
 
 
 @dataclass(frozen=True)
@@ -120,13 +124,21 @@ class ReferenceSource:
         references: ``churn@production``-style references (see :func:`parse_reference`).
         project: The project the models belong to.
         actor: Who resolves them (recorded nowhere; the registry asks for an acting identity).
+        feature_service: The feature service whose online features complete the requests to every
+            reference's endpoint (None: requests carry the model's inputs).
 
     Raises:
-        InvalidInput: For a malformed reference, or two references serving one endpoint name.
+        InvalidInput: For a malformed reference or feature service name, or two references serving one
+            endpoint name.
     """
 
     def __init__(
-        self, registry: RegistryBackend, references: Sequence[str], project: str, actor: str = "steward-serve"
+        self,
+        registry: RegistryBackend,
+        references: Sequence[str],
+        project: str,
+        actor: str = "steward-serve",
+        feature_service: str | None = None,
     ) -> None:
         self._registry = registry
         self.references = [parse_reference(text, f"references[{i}]") for i, text in enumerate(references)]
@@ -134,6 +146,9 @@ class ReferenceSource:
             raise InvalidInput("name at least one model to serve", {"field": "references"})
         _refuse_repeats([ref.endpoint for ref in self.references])
         self.project = validate_name(project, "project")
+        self.feature_service = (
+            validate_name(feature_service, "feature_service") if feature_service is not None else None
+        )
         self._actor = actor
         self._revisions = _Revisions()
 
@@ -147,7 +162,13 @@ class ReferenceSource:
             resolved = [(ref, self._registry.resolve(ref.uri).version) for ref in self.references]
         return [
             self._revisions.number(
-                TrafficPlan(ref.endpoint, ref.model, (Arm(version, "stable", 1.0),), self.project)
+                TrafficPlan(
+                    ref.endpoint,
+                    ref.model,
+                    (Arm(version, "stable", 1.0),),
+                    self.project,
+                    feature_service=self.feature_service,
+                )
             )
             for ref, version in resolved
         ]
@@ -195,7 +216,10 @@ class ConfigSource:
                     for version, alias, role, weight in spec.arms
                 )
             try:
-                plan = TrafficPlan(spec.name, spec.model, arms, spec.project, spec.sticky_key)
+                plan = TrafficPlan(
+                    spec.name, spec.model, arms, spec.project, spec.sticky_key,
+                    feature_service=spec.feature_service,
+                )  # fmt: skip
             except InvalidInput as exc:
                 raise InvalidInput(
                     f"{self.path}: endpoint {spec.name!r}: {exc.message}", {"field": f"{spec.field}.arms"}
@@ -245,6 +269,7 @@ class _EndpointSpec:
     sticky_key: str | None
     arms: tuple[tuple[str | None, str | None, str, float], ...]
     field: str
+    feature_service: str | None = None
 
 
 def _parse_config(data: Any, project: str, where: str) -> list[_EndpointSpec]:
@@ -299,9 +324,15 @@ def _parse_endpoint(name: str | None, value: Any, project: str, field: str) -> _
     unknown = set(value) - _ENDPOINT_KEYS
     if unknown:
         raise InvalidInput(f"unknown keys {', '.join(sorted(map(str, unknown)))}", {"field": field})
+    service = value.get("feature_service")
+    if service is not None:
+        try:
+            validate_name(service, "feature_service")
+        except InvalidInput as exc:
+            raise InvalidInput(exc.message, {"field": f"{field}.feature_service"}) from None
     if "ref" in value:
         spec = _parse_endpoint(name, value["ref"], str(value.get("project", project)), f"{field}.ref")
-        return replace(spec, sticky_key=value.get("sticky_key"), field=field)
+        return replace(spec, sticky_key=value.get("sticky_key"), field=field, feature_service=service)
     model = validate_name(value.get("model"), "model")
     endpoint = validate_name(name if name is not None else model, "endpoint")
     arms_data = value.get("arms")
@@ -335,7 +366,7 @@ def _parse_endpoint(name: str | None, value: Any, project: str, field: str) -> _
     if sticky is not None and not isinstance(sticky, str):
         raise InvalidInput("sticky_key must be a string", {"field": f"{field}.sticky_key"})
     project_name = validate_name(value.get("project", project), "project")
-    return _EndpointSpec(endpoint, model, project_name, sticky, tuple(arms), field)
+    return _EndpointSpec(endpoint, model, project_name, sticky, tuple(arms), field, service)
 
 
 def _refuse_repeats(names: Sequence[str]) -> None:

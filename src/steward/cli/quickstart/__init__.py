@@ -24,6 +24,11 @@ model, monitor it) are added by appending to that list.
   server in this process and sends it the test rows, retrains with the tuned ``alpha``, promotes the new
   version through the same gate, runs a canary of it to 100 % (each step analysed by the rollout
   controller) and prints the endpoint's status and a few lines of ``/metrics``.
+- "features" (``features.py``) makes the patients' measurements (two visits each) a feature view, builds a
+  point-in-time correct training set for their diagnoses from it (rows between the visits see the first
+  one, rows before any visit keep their place with nulls), trains and registers a small model on it,
+  materialises the view to the online store and serves the model behind an endpoint whose requests
+  carry only ``patient_id``: the server reads the features online.
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ from steward.cli.output import (
     key_value_table,
     styled_status,
 )
+from steward.cli.quickstart.features import run_features
 from steward.cli.quickstart.govern import run_governance
 from steward.cli.quickstart.lifecycle import run_training, run_tuning
 from steward.cli.quickstart.serve import run_serving
@@ -55,6 +61,9 @@ STAGES: list[Stage] = [
     Stage("tune", "tune alpha: a 10-trial study, each trial a pipeline run", run_tuning),
     Stage("govern", "policy gate, second-user approval, promotion, audit", run_governance),
     Stage("serve", "an endpoint, live traffic, a canary of a retrained version to 100%", run_serving),
+    Stage(
+        "features", "a feature view, a point-in-time training set, serving with online features", run_features
+    ),
 ]
 """The demo's stages, in order; add a stage by appending to this list."""
 

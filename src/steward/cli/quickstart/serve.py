@@ -83,14 +83,15 @@ class Traffic:
 
 
 @contextmanager
-def inference_server(settings: Any) -> Iterator[str]:
-    """``steward serve --endpoint breast-cancer`` in a thread, on a free loopback port; yields its URL."""
+def inference_server(settings: Any, endpoints: tuple[str, ...] = (ENDPOINT,)) -> Iterator[str]:
+    """``steward serve --endpoint breast-cancer`` (or other ``endpoints``) in a thread, on a free loopback
+    port; yields its URL."""
     import uvicorn
 
     from steward.serving.server import ServeOptions, build_app
 
     options = ServeOptions(
-        endpoints=(ENDPOINT,),
+        endpoints=endpoints,
         use_endpoints=True,
         source_factory=ENDPOINT_SOURCE,
         poll_interval=0.2,
