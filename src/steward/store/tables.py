@@ -647,3 +647,132 @@ feature_materializations = Table(
 )
 """Each materialisation of a view into an online store: the event-time window read (``window_end`` of
 the last is where an incremental run starts) and how many rows and entities it wrote."""
+
+# -- monitoring: references, window summaries, monitors, alerts ------------------------------------
+
+monitoring_references = Table(
+    "monitoring_references",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("project", String(128), nullable=False),
+    Column("key", String(256), nullable=False),
+    Column("summary", Text, nullable=False),
+    Column("rows", BigInteger, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    UniqueConstraint("project", "key", name="uq_monitoring_references_key"),
+)
+"""Reference profiles, computed once and kept: ``key`` names what they summarise (a dataset version's
+id, or an endpoint's log window), ``summary`` is a ``TableSummary`` (JSON) whose bin edges and
+categories every current window of it is counted in."""
+
+monitoring_windows = Table(
+    "monitoring_windows",
+    metadata,
+    Column("project", String(128), primary_key=True),
+    Column("endpoint", String(128), primary_key=True),
+    Column("reference_id", String(32), primary_key=True),
+    Column("window_start", BigInteger, primary_key=True),
+    Column("window_end", BigInteger, nullable=False),
+    Column("rows", BigInteger, nullable=False),
+    Column("summary", Text, nullable=False),
+    Column("computed_at", BigInteger, nullable=False),
+)
+"""Per endpoint and reference, one mergeable ``TableSummary`` (JSON) of the prediction log per window
+(an hour by default): a 30-day report sums 720 of these instead of rescanning 30 days of logs."""
+
+monitors = Table(
+    "monitors",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("project", String(128), nullable=False),
+    Column("name", String(128), nullable=False),
+    Column("endpoint", String(128), nullable=False),
+    Column("spec", Text, nullable=False),
+    Column("enabled", Integer, nullable=False, default=1),
+    Column("created_at", BigInteger, nullable=False),
+    Column("created_by", String(256), nullable=False, default=""),
+    Column("last_run_at", BigInteger, nullable=True),
+    UniqueConstraint("project", "name", name="uq_monitors_project_name"),
+)
+"""Monitors: the endpoint they watch and their ``spec`` (JSON: window, schedule, rules, reference,
+channels, actions, cooldown)."""
+
+alerts = Table(
+    "alerts",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("project", String(128), nullable=False),
+    Column("monitor_id", String(32), ForeignKey("monitors.id"), nullable=False),
+    Column("rule", Text, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("value", Float, nullable=True),
+    Column("threshold", Float, nullable=False),
+    Column("count", Integer, nullable=False),
+    Column("first_at", BigInteger, nullable=False),
+    Column("last_at", BigInteger, nullable=False),
+    Column("resolved_at", BigInteger, nullable=True),
+    Column("delivered", Integer, nullable=True),
+    Column("deliveries", Text, nullable=False),
+    Column("actions", Text, nullable=False),
+    Column("message", Text, nullable=False, default=""),
+    Index("ix_alerts_monitor", "project", "monitor_id", "state"),
+)
+"""Alerts a monitor's rules raised: one open (``firing``) alert per monitor and rule at a time, which
+repeats count on; its deliveries and the actions it started (JSON)."""
+
+rule_streaks = Table(
+    "rule_streaks",
+    metadata,
+    Column("monitor_id", String(32), ForeignKey("monitors.id"), primary_key=True),
+    Column("rule", String(512), primary_key=True),
+    Column("project", String(128), nullable=False),
+    Column("broken", Integer, nullable=False),
+    Column("last_window_end", BigInteger, nullable=False),
+)
+"""For ``… for N windows`` rules: how many consecutive windows broke the rule so far."""
+
+# -- automation: triggers, their firings, the scheduler's leases ------------------------------------
+
+triggers = Table(
+    "triggers",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("project", String(128), nullable=False),
+    Column("name", String(128), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("spec", Text, nullable=False),
+    Column("enabled", Integer, nullable=False, default=1),
+    Column("created_at", BigInteger, nullable=False),
+    Column("created_by", String(256), nullable=False, default=""),
+    Column("next_due_at", BigInteger, nullable=True),
+    Column("last_fired_at", BigInteger, nullable=True),
+    Column("cursor", Text, nullable=True),
+    UniqueConstraint("project", "name", name="uq_triggers_project_name"),
+)
+"""Schedules and triggers: ``kind`` ``cron`` (``spec``: expression, action), ``dataset`` (a new version
+of a dataset starts the action; ``cursor`` is the last version seen) or ``monitor`` (a monitor run on
+its schedule); ``next_due_at`` is when it next fires."""
+
+trigger_firings = Table(
+    "trigger_firings",
+    metadata,
+    Column("trigger_id", String(32), ForeignKey("triggers.id"), primary_key=True),
+    Column("due_at", BigInteger, primary_key=True, autoincrement=False),
+    Column("project", String(128), nullable=False),
+    Column("fired_at", BigInteger, nullable=False),
+    Column("fired_by", String(256), nullable=False),
+    Column("outcome", String(16), nullable=False),
+    Column("details", Text, nullable=False),
+)
+"""Each firing of a trigger, keyed by the moment it was due: a second scheduler that races for the same
+firing fails on the primary key, so a trigger fires once per due time."""
+
+scheduler_leases = Table(
+    "scheduler_leases",
+    metadata,
+    Column("name", String(128), primary_key=True),
+    Column("holder", String(256), nullable=False),
+    Column("expires_at", BigInteger, nullable=False),
+)
+"""Leases held by scheduler processes (``name`` is what is leased: a trigger's id): a row whose
+``expires_at`` passed may be taken over."""
