@@ -317,6 +317,14 @@ def test_one_row_and_many_rows_read_the_same(filled: MemoryStore) -> None:
         assert {k: v[0] for k, v in one.statuses.items()} == {k: v[i] for k, v in many.statuses.items()}
 
 
+def test_rows_that_are_all_found_get_each_features_own_values(filled: MemoryStore) -> None:
+    result = read_online(filled, "p", _views(ttl=None), {"customer_id": [2, 1, 2]}, now=NOW)
+
+    assert result.columns["count"] == [9, 3, 9]
+    assert result.columns["spend"] == [99.0, 10.5, 99.0]
+    assert result.statuses["stats"] == [STATUS_PRESENT] * 3
+
+
 def test_full_feature_names_prefix_the_view(filled: MemoryStore) -> None:
     result = read_online(filled, "p", _views(), {"customer_id": [1]}, full_feature_names=True, now=NOW)
 
@@ -361,10 +369,12 @@ def test_composite_keys_find_their_entity() -> None:
 def test_a_feature_the_stored_values_lack_is_null(filled: MemoryStore) -> None:
     view = (_view("stats", ["spend", "added_later"]), ("customer_id",), ("added_later", "spend"))
 
-    result = read_online(filled, "p", [view], {"customer_id": [1]}, now=NOW)
+    one = read_online(filled, "p", [view], {"customer_id": [1]}, now=NOW)
+    many = read_online(filled, "p", [view], {"customer_id": [1, 1]}, now=NOW)
 
-    assert result.columns["added_later"] == [None]
-    assert result.statuses["stats"] == [STATUS_PRESENT]
+    assert one.columns["added_later"] == [None] and one.columns["spend"] == [10.5]
+    assert one.statuses["stats"] == [STATUS_PRESENT]
+    assert many.columns["added_later"] == [None, None] and many.columns["spend"] == [10.5, 10.5]
 
 
 def test_values_of_another_project_are_not_read(filled: MemoryStore) -> None:

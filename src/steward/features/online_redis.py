@@ -14,10 +14,10 @@ from collections.abc import Iterable, Sequence
 from itertools import islice
 from typing import Any, NoReturn
 
+from steward.core.urls import masked_url
 from steward.data.connectors.base import missing_extra
 from steward.errors import InvalidInput, ServiceUnavailable
 from steward.features.models import OnlineRecord
-from steward.features.online import masked_url
 
 DEFAULT_PREFIX = "steward:online:"
 _CHUNK = 1000

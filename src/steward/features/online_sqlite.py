@@ -41,6 +41,7 @@ _READ_MANY = (
     "SELECT key, ts, value FROM online_features WHERE project = ? AND view = ? "
     "AND key IN (SELECT value FROM json_each(?))"
 )
+_MMAP_BYTES = 256 * 1024 * 1024
 _DELETE = "DELETE FROM online_features WHERE project = ? AND view = ?"
 
 
@@ -99,6 +100,8 @@ class SqliteOnlineStore:
                 factory=_Connection,
             )
             conn.execute("PRAGMA synchronous=NORMAL")
+            # Reads through a memory map skip a system call per page the page cache lacks.
+            conn.execute(f"PRAGMA mmap_size={_MMAP_BYTES}")
         except sqlite3.Error as exc:
             self._fail(exc)
         self._local.conn = conn

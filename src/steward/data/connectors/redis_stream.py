@@ -28,10 +28,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from itertools import takewhile
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit, urlunsplit
 
 import pyarrow as pa
 
+from steward.core.urls import masked_url
 from steward.data.connectors.base import Batch, missing_extra
 from steward.errors import InvalidInput, ServiceUnavailable
 
@@ -103,7 +103,7 @@ class RedisStreamConnector:
             ) from exc
         except module.RedisError as exc:
             raise ServiceUnavailable(
-                f"cannot read {_mask(self.url)}: {exc}", {"url": _mask(self.url)}
+                f"cannot read {masked_url(self.url)}: {exc}", {"url": masked_url(self.url)}
             ) from exc
         finally:
             session.closed = True
@@ -184,8 +184,8 @@ class _Session:
         except _redis().RedisError as exc:
             raise ServiceUnavailable(
                 f"cannot acknowledge entries {item.ids[0]}..{item.ids[-1]} of {c.stream!r} "
-                f"on {_mask(c.url)}: {exc}",
-                {"url": _mask(c.url)},
+                f"on {masked_url(c.url)}: {exc}",
+                {"url": masked_url(c.url)},
             ) from exc
         item.committed = True
         while self.outstanding and self.outstanding[0].committed:
@@ -206,14 +206,6 @@ def _redis() -> Any:
     except ImportError as exc:
         raise missing_extra("redis", "redis", exc) from exc
     return redis
-
-
-def _mask(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = f"{parts.username or ''}:***@{parts.netloc.rpartition('@')[2]}"
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def _text(value: bytes | str) -> str:
