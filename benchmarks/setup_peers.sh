@@ -3,7 +3,7 @@
 # virtual environment under benchmarks/.peers/ (never into Steward's venv).
 #
 # Usage: bash benchmarks/setup_peers.sh [PEER ...]
-#   PEER: mlflow, pandera, gx, prefect, bentoml; none given: all of them.
+#   PEER: mlflow, pandera, gx, prefect, bentoml, feast; none given: all of them.
 # Idempotent: a peer already installed at the pinned version is skipped.
 set -euo pipefail
 
@@ -23,6 +23,9 @@ PREFECT_FASTAPI_SPEC="fastapi<0.155"  # Prefect 3.8 does not run with newer Fast
 # The serving benchmark trains the same models in each venv: the scikit-learn and numpy of Steward's venv.
 SKLEARN_VERSION="1.9.1"
 BENTOML_VERSION="${BENTOML_VERSION:-}"  # empty: the newest release that installs
+# The feature store peer. Feast 0.67 needs pandas < 3: the newest 2.x, with Steward's pyarrow and numpy.
+FEAST_VERSION="0.67.0"
+FEAST_PANDAS_VERSION="2.3.3"
 
 mkdir -p "$PEERS"
 
@@ -114,8 +117,27 @@ install_prefect() {
     rm -rf "$home"
 }
 
+# install_feast: a venv benchmarks/.peers/feast with Feast (file offline store on Dask, SQLite online store),
+# for benchmarks/features_feast.py. The check applies nothing: it imports what the benchmark uses.
+install_feast() {
+    local venv="$PEERS/feast"
+    local pins="{'feast': '$FEAST_VERSION', 'pandas': '$FEAST_PANDAS_VERSION', 'pyarrow': '$PYARROW_VERSION', 'numpy': '$NUMPY_VERSION'}"
+    if [ -x "$venv/bin/python" ] \
+        && "$venv/bin/python" -c "import importlib.metadata as m, sys; sys.exit(any(m.version(p) != v for p, v in $pins.items()))" 2>/dev/null; then
+        echo "feast $FEAST_VERSION already installed in $venv"
+        return
+    fi
+    echo "installing feast $FEAST_VERSION into $venv"
+    [ -x "$venv/bin/python" ] || "$PYTHON" -m venv "$venv"
+    "$venv/bin/python" -m pip install --quiet --upgrade pip
+    "$venv/bin/python" -m pip install --quiet "feast==$FEAST_VERSION" "pandas==$FEAST_PANDAS_VERSION" \
+        "pyarrow==$PYARROW_VERSION" "numpy==$NUMPY_VERSION"
+    env -u PYTHONPATH -u VIRTUAL_ENV FEAST_USAGE=False "$venv/bin/python" -c \
+        "import feast, feast.infra.offline_stores.dask, feast.infra.online_stores.sqlite; print('feast', feast.__version__, 'installed')"
+}
+
 peers=("$@")
-[ ${#peers[@]} -gt 0 ] || peers=(mlflow pandera gx prefect bentoml)
+[ ${#peers[@]} -gt 0 ] || peers=(mlflow pandera gx prefect bentoml feast)
 for peer in "${peers[@]}"; do
     case "$peer" in
         mlflow) install_mlflow; install_mlflow_serving ;;
@@ -124,6 +146,7 @@ for peer in "${peers[@]}"; do
         prefect) install_prefect ;;
         # BentoML is optional: a failed install is reported, and the other peers still count.
         bentoml) install_bentoml || echo "bentoml did not install: benchmarks/serving.py skips it" >&2 ;;
-        *) echo "unknown peer: $peer (mlflow, pandera, gx, prefect, bentoml)" >&2; exit 2 ;;
+        feast) install_feast ;;
+        *) echo "unknown peer: $peer (mlflow, pandera, gx, prefect, bentoml, feast)" >&2; exit 2 ;;
     esac
 done

@@ -12,6 +12,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -37,7 +38,7 @@ from steward.features.rows import entity_columns, entity_table, skew_mismatches,
 from steward.features.sources import staged_inputs
 from steward.features.specs import check_definition, kind_of, ordered, parse_document
 from steward.governance import audit
-from steward.governance.context import current_identity
+from steward.governance.context import current_identity, local_identity
 from steward.store.platform import Platform
 
 if TYPE_CHECKING:
@@ -68,8 +69,9 @@ class FeatureStore:
         self.metadata = platform.metadata
         self._data = data
         self._online = online
-        self._plans: dict[tuple[str, tuple[str, ...] | str, bool], tuple[float, list[Selection]]] = {}
+        self._plans: dict[tuple[str, tuple[str, ...] | str, bool], tuple[float, _OnlinePlan]] = {}
         self._lock = threading.Lock()
+        self._local = local_identity(platform.local_actor)  # the OS user is looked up once, not per read
 
     @property
     def data(self) -> DataService:
@@ -97,7 +99,7 @@ class FeatureStore:
             self._online.close()
 
     def _require(self, permission: str) -> None:
-        current_identity().require(permission, self.platform.project)
+        current_identity(self._local).require(permission, self.platform.project)
 
     def _record(self, conn: Connection, action: str, kind: str, resource: str, **fields: Any) -> None:
         audit.append(
@@ -286,14 +288,26 @@ class FeatureStore:
 
     # -- online ----------------------------------------------------------------------------------
 
-    def _online_plan(self, features: Sequence[str] | str, full: bool) -> list[Selection]:
+    def _online_plan(self, features: Sequence[str] | str, full: bool) -> _OnlinePlan:
         key = (self.platform.project, features if isinstance(features, str) else tuple(features), full)
         now = time.monotonic()
         with self._lock:
             cached = self._plans.get(key)
         if cached is not None and cached[0] > now:
             return cached[1]
-        plan = self._select(features)
+        selections = self._select(features)
+        plan = _OnlinePlan(
+            selections,
+            [(s.view, s.join_keys, s.features) for s in selections],
+            sorted(
+                {
+                    f"{s.view.name}:{f}"
+                    for s in selections
+                    for f in s.features
+                    if f in s.derived.get("pii", {})
+                }
+            ),
+        )
         with self._lock:
             self._plans[key] = (now + PLAN_TTL_S, plan)
         return plan
@@ -315,20 +329,15 @@ class FeatureStore:
 
         self._require("features:read")
         plan = self._online_plan(features, full_feature_names)
-        self._check_pii(plan)
-        views = [(s.view, s.join_keys, s.features) for s in plan]
+        if plan.pii:
+            self._check_pii(plan.pii)
         return read_online(
-            self.online, self.platform.project, views, entity_columns(entity_rows),
+            self.online, self.platform.project, plan.views, entity_columns(entity_rows),
             full_feature_names=full_feature_names,
         )  # fmt: skip
 
-    def _check_pii(self, plan: Sequence[Selection]) -> None:
-        tagged = sorted(
-            {f"{s.view.name}:{f}" for s in plan for f in s.features if f in s.derived.get("pii", {})}
-        )
-        if not tagged:
-            return
-        identity = current_identity()
+    def _check_pii(self, tagged: Sequence[str]) -> None:
+        identity = current_identity(self._local)
         allowed = identity.can("data:read_pii", self.platform.project)
         with self.metadata.transaction() as conn:
             self._record(
@@ -493,6 +502,15 @@ class FeatureStore:
         )  # fmt: skip
         mismatches, compared, missing = skew_mismatches(selection, offline, online, tolerance)
         return SkewReport(view, entities.num_rows, compared, missing, tuple(mismatches), tolerance)
+
+
+@dataclass(frozen=True)
+class _OnlinePlan:
+    """What an online read of one feature list resolved to, reused for ``PLAN_TTL_S``."""
+
+    selections: list[Selection]
+    views: list[tuple[FeatureView, tuple[str, ...], tuple[str, ...]]]
+    pii: list[str]
 
 
 def _utc(when: datetime) -> datetime:
