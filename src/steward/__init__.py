@@ -18,6 +18,9 @@ The objects a user meets:
 - ``steward.apply_features([...])`` registers entities, feature views and services (``steward.features``);
   ``get_historical_features(entity_df, ["view:feature"])`` builds a point-in-time correct training set,
   ``materialize_features()`` fills the online store and ``get_online_features`` reads it.
+- ``steward.create_monitor(name, endpoint, rules=[...])`` watches an endpoint (drift, accuracy on late
+  labels, fairness, latency, errors); ``run_monitor`` checks it now (``steward scheduler`` runs it on its
+  schedule), ``list_alerts`` shows what fired and ``monitor_report`` gathers the numbers.
 - ``steward.connect()`` / ``steward.configure()`` choose where it all lives: embedded (SQLite and local
   files, no services) or a Steward server (``STEWARD_URI=http://…``), with the same calls either way.
 """
@@ -58,6 +61,20 @@ from steward.features.sdk import (
     list_feature_definitions,
     materialize_features,
     push_features,
+)
+from steward.monitoring.models import Alert, Monitor
+from steward.monitoring.runs import MonitoringReport, MonitorRun
+from steward.monitoring.sdk import (
+    create_monitor,
+    delete_monitor,
+    disable_monitor,
+    enable_monitor,
+    get_alert,
+    get_monitor,
+    list_alerts,
+    list_monitors,
+    monitor_report,
+    run_monitor,
 )
 from steward.pipelines.dsl import Step, step
 from steward.pipelines.models import PipelineRunInfo, StepRun, StepState
@@ -132,6 +149,7 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "ActiveRun",
+    "Alert",
     "AlreadyExists",
     "Artifact",
     "Conflict",
@@ -145,6 +163,9 @@ __all__ = [
     "Model",
     "ModelContext",
     "ModelVersion",
+    "Monitor",
+    "MonitorRun",
+    "MonitoringReport",
     "NotFound",
     "Pipeline",
     "PipelineRun",
@@ -169,16 +190,21 @@ __all__ = [
     "configure",
     "connect",
     "create_endpoint",
+    "create_monitor",
     "default_connection",
     "delete_alias",
     "delete_endpoint",
+    "delete_monitor",
     "delete_run",
     "diff_datasets",
+    "disable_monitor",
     "download_artifact",
+    "enable_monitor",
     "end_run",
     "endpoint_status",
     "export_onnx",
     "feature_skew",
+    "get_alert",
     "get_dataset",
     "get_dataset_version",
     "get_endpoint",
@@ -186,17 +212,20 @@ __all__ = [
     "get_metric_history",
     "get_model",
     "get_model_version",
+    "get_monitor",
     "get_online_features",
     "get_pipeline_run",
     "get_rollout",
     "get_run",
     "infer_signature",
     "ingest",
+    "list_alerts",
     "list_artifacts",
     "list_datasets",
     "list_endpoints",
     "list_feature_definitions",
     "list_model_versions",
+    "list_monitors",
     "list_pipeline_runs",
     "load_model",
     "log_artifact",
@@ -211,6 +240,7 @@ __all__ = [
     "log_table",
     "log_text",
     "materialize_features",
+    "monitor_report",
     "pipeline",
     "promote_rollout",
     "push_features",
@@ -220,6 +250,7 @@ __all__ = [
     "resume_run",
     "rollback_rollout",
     "rollout_results",
+    "run_monitor",
     "search_runs",
     "set_alias",
     "set_tag",

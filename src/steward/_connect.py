@@ -15,6 +15,8 @@ from steward.deploy import sdk as deploy_sdk
 from steward.deploy.models import DeployBackend
 from steward.features import sdk as features_sdk
 from steward.features.models import FeatureBackend
+from steward.monitoring import sdk as monitoring_sdk
+from steward.monitoring.sdk import MonitoringBackend
 from steward.pipelines import sdk as pipelines_sdk
 from steward.pipelines.models import PipelineBackend
 from steward.registry import sdk as registry_sdk
@@ -52,6 +54,8 @@ class Connection:
     _deploy: DeployBackend | None = None
     _features_factory: Callable[[], FeatureBackend] | None = None
     _features: FeatureBackend | None = None
+    _monitoring_factory: Callable[[], MonitoringBackend] | None = None
+    _monitoring: MonitoringBackend | None = None
 
     @property
     def data(self) -> DataBackend:
@@ -96,6 +100,14 @@ class Connection:
             self._features = self._features_factory()
         return self._features
 
+    @property
+    def monitoring(self) -> MonitoringBackend:
+        """Monitors, their runs, alerts and reports."""
+        if self._monitoring is None:
+            assert self._monitoring_factory is not None
+            self._monitoring = self._monitoring_factory()
+        return self._monitoring
+
     def close(self) -> None:
         """Release connections (database pool or HTTP client)."""
         closing = getattr(self._features, "close", None)
@@ -134,6 +146,7 @@ def connect(uri: str | None = None, **settings: Any) -> Connection:
             _predictions_factory=partial(_remote_predictions, http),
             _deploy_factory=partial(_remote_deploy, http),
             _features_factory=partial(_remote_features, http),
+            _monitoring_factory=partial(_remote_monitoring, http),
         )
     from steward.registry.service import RegistryService
     from steward.store.platform import Platform
@@ -153,6 +166,7 @@ def connect(uri: str | None = None, **settings: Any) -> Connection:
         _predictions_factory=partial(_embedded_predictions, platform),
         _deploy_factory=partial(_embedded_deploy, platform, registry),
         _features_factory=partial(_embedded_features, platform),
+        _monitoring_factory=partial(_embedded_monitoring, platform, registry),
     )
 
 
@@ -208,6 +222,18 @@ def _embedded_features(platform: Any) -> FeatureBackend:
     from steward.features.service import FeatureStore
 
     return FeatureStore(platform)
+
+
+def _remote_monitoring(http: Any) -> MonitoringBackend:
+    from steward.client.monitoring import RemoteMonitoringService
+
+    return RemoteMonitoringService(http)
+
+
+def _embedded_monitoring(platform: Any, registry: Any) -> MonitoringBackend:
+    from steward.monitoring.service import MonitoringService
+
+    return MonitoringService(platform, registry)
 
 
 def _embedded_data(platform: Any) -> DataBackend:
@@ -278,3 +304,4 @@ pipelines_sdk.set_pipeline_resolver(_resolve_pipelines)
 data_sdk.set_data_resolver(_resolve_data)
 registry_sdk.set_registry_resolver(_resolve_registry)
 features_sdk.set_features_resolver(lambda: default_connection().features)
+monitoring_sdk.set_monitoring_resolver(lambda: default_connection().monitoring)

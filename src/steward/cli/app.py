@@ -31,8 +31,10 @@ from steward.cli import (
     policy,
     quickstart,
     runs,
+    scheduler,
     serve,
     server,
+    triggers,
 )
 from steward.cli.output import print_steward_error
 from steward.errors import StewardError
@@ -78,6 +80,8 @@ app.add_typer(approvals.app, name="approvals")
 app.add_typer(compliance.app, name="compliance")
 app.add_typer(deploy.app, name="deploy")
 app.add_typer(features.app, name="features")
+app.add_typer(triggers.app, name="triggers")
+app.command("scheduler")(scheduler.scheduler)
 deploy.app.command("export")(deploy_export.export)
 models.app.command("promote")(policy.promote)
 app.add_typer(identity.projects_app, name="projects")
