@@ -359,13 +359,14 @@ def test_production_took_the_version_through_the_policy_and_an_approval_by_demo_
     assert (request.id, request.version, request.alias) == (_request_id(demo.stdout), "1.0.0", "production")
     assert [(d.approver, d.decision) for d in request.decisions] == [("demo-approver", "approve")]
     assert request.author == request.requested_by == version.created_by != "demo-approver"
-    # "govern" moved it to 1.0.0; "serve" moved it on to the retrained version, the same way
+    # "govern" moved it to 1.0.0; "serve" and "monitor" moved it on to each retrained version, the same way
     moves = demo.connection.registry.alias_history(quickstart.MODEL_NAME, "production")
-    assert [(m.actor, m.to_version) for m in moves][-2:] == [
+    assert [(m.actor, m.to_version) for m in moves][-3:] == [
         ("demo-approver", "1.0.0"),
         ("demo-approver", "1.1.0"),
+        ("demo-approver", "1.2.0"),
     ]
-    assert [r.version for r in approved] == ["1.0.0", "1.1.0"]
+    assert [r.version for r in approved] == ["1.0.0", "1.1.0", "1.2.0"]
     members = {m.name: m.roles for m in IdentityService(platform).members("default")}
     assert members["demo-approver"] == ("approver",)
     assert AuditService(platform).verify().ok
@@ -392,12 +393,11 @@ def test_the_serve_stage_canaries_the_retrained_version_to_all_traffic_without_a
     )
     deploy = DeployService(_registry(demo).platform)
     endpoint = deploy.get_endpoint("breast-cancer")
-    assert [(a.version, a.role, a.weight) for a in endpoint.arms] == [
-        ("1.1.0", "stable", 1.0),
-        ("1.0.0", "standby", 0.0),
-    ]
-    rollout = deploy.get_rollout("breast-cancer")
-    assert [e.kind for e in rollout.events] == ["started", "step", "succeeded"]
+    assert ("1.1.0", "stable", 1.0) in [(a.version, a.role, a.weight) for a in endpoint.arms]
+    listed = sorted(deploy.list_rollouts("breast-cancer"), key=lambda r: r.created_at)
+    serve_stage, monitor_stage = (deploy.get_rollout("breast-cancer", r.id) for r in listed)
+    assert [e.kind for e in serve_stage.events] == ["started", "step", "succeeded"]
+    assert (monitor_stage.version, monitor_stage.events[-1].kind) == ("1.2.0", "rolled_back")
     assert steward.read_predictions("breast-cancer").num_rows >= int(traffic.group(1))
 
 
@@ -431,6 +431,24 @@ def test_the_features_stage_trains_from_a_point_in_time_training_set_and_serves_
     assert endpoint.feature_service == stage.SERVICE
 
 
+def test_the_monitor_stage_closes_the_loop_from_drift_to_an_automatic_rollback(demo: Demo) -> None:
+    from steward.cli.quickstart import monitor as stage
+    from steward.deploy.service import DeployService
+
+    out = demo.stdout
+    assert re.search(r"alert drift_share > 0\.3: drift_share is [01]\.?\d* \(rule: > 0\.3\)", out), out
+    assert "webhook received: breast-cancer-drift: drift_share > 0.3 on breast-cancer" in out
+    assert re.search(r"action retrain: succeeded \(pipeline run [0-9a-f]{32}\)", out), out
+    assert re.search(r"retrained: breast-cancer 1\.2\.0; production is still 1\.1\.0", out), out
+    assert "PENDING APPROVAL" in out and "production → 1.2.0 (through the policy and an approval)" in out
+    assert re.search(r"rollout rolled_back: automatic rollback: .*canary p99", out), out
+    alerts = steward.list_alerts(stage.MONITOR)
+    assert [(a.rule, a.delivered) for a in alerts] == [("drift_share > 0.3", True)]
+    assert [a["kind"] for a in alerts[0].actions] == ["retrain"]
+    endpoint = DeployService(_registry(demo).platform).get_endpoint("breast-cancer")
+    assert [(a.version, a.weight) for a in endpoint.arms if a.weight > 0] == [("1.1.0", 1.0)]
+
+
 def test_production_moves_only_through_the_gate(demo: Demo) -> None:
     with pytest.raises(PolicyViolation, match="protected by policy 'quickstart-production'"):
         demo.connection.registry.set_alias(quickstart.MODEL_NAME, "production", "1.0.0")
@@ -442,7 +460,7 @@ def test_a_rerun_on_the_same_home_reuses_the_cached_steps_and_promotes_the_new_v
     before = _versions(demo)
     production = demo.connection.registry.get_model(quickstart.MODEL_NAME).aliases["production"]
     monkeypatch.setattr(
-        quickstart, "STAGES", [s for s in quickstart.STAGES if s.name not in ("tune", "serve")]
+        quickstart, "STAGES", [s for s in quickstart.STAGES if s.name not in ("tune", "serve", "monitor")]
     )
 
     result = runner.invoke(app, ["quickstart"])
@@ -468,7 +486,7 @@ def test_a_rerun_on_the_same_home_reuses_the_cached_steps_and_promotes_the_new_v
     platform = _registry(demo).platform
     assert len(PolicyStore(platform).history("quickstart-production")) == 1
     approved = approval_service(_registry(demo)).list(ApprovalStatus.APPROVED)
-    assert [r.version for r in approved] == ["1.0.0", production, version]
+    assert [r.version for r in approved] == ["1.0.0", "1.1.0", production, version]
     assert demo.connection.registry.get_model(quickstart.MODEL_NAME).aliases["production"] == version
     assert AuditService(platform).verify().ok
 

@@ -29,6 +29,10 @@ model, monitor it) are added by appending to that list.
   one, rows before any visit keep their place with nulls), trains and registers a small model on it,
   materialises the view to the online store and serves the model behind an endpoint whose requests
   carry only ``patient_id``: the server reads the features online.
+- "monitor" (``monitor.py``) closes the loop: a monitor of ``breast-cancer`` sees drifted traffic, the
+  scheduler runs it, the drift alert reaches a local webhook and starts the retraining pipeline, the new
+  version's verdict is printed and it takes ``production`` through the same gate and approval, and a
+  canary of it held to an impossible latency bound is rolled back by the controller — as a timeline.
 """
 
 from __future__ import annotations
@@ -51,6 +55,7 @@ from steward.cli.output import (
 from steward.cli.quickstart.features import run_features
 from steward.cli.quickstart.govern import run_governance
 from steward.cli.quickstart.lifecycle import run_training, run_tuning
+from steward.cli.quickstart.monitor import run_monitoring
 from steward.cli.quickstart.serve import run_serving
 from steward.cli.quickstart.state import DATASET_NAME, EXPERIMENT, MODEL_NAME, Demo, Stage
 
@@ -61,9 +66,8 @@ STAGES: list[Stage] = [
     Stage("tune", "tune alpha: a 10-trial study, each trial a pipeline run", run_tuning),
     Stage("govern", "policy gate, second-user approval, promotion, audit", run_governance),
     Stage("serve", "an endpoint, live traffic, a canary of a retrained version to 100%", run_serving),
-    Stage(
-        "features", "a feature view, a point-in-time training set, serving with online features", run_features
-    ),
+    Stage("features", "a feature view, a point-in-time training set, online features", run_features),
+    Stage("monitor", "drift → alert → retraining → verdict → a bad canary rolled back", run_monitoring),
 ]
 """The demo's stages, in order; add a stage by appending to this list."""
 
