@@ -12,6 +12,7 @@ from starlette.responses import Response
 from steward.api.approvals import router as approvals_router
 from steward.api.audit import router as audit_router
 from steward.api.auth import public
+from steward.api.automation import router as automation_router
 from steward.api.compliance import router as compliance_router
 from steward.api.data import router as data_router
 from steward.api.deploy import router as deploy_router
@@ -25,6 +26,7 @@ from steward.api.identity import identity_service_of
 from steward.api.identity import router as identity_router
 from steward.api.limits import BodyLimitMiddleware
 from steward.api.model_signing import router as model_signing_router
+from steward.api.monitoring import router as monitoring_router
 from steward.api.pipelines import router as pipelines_router
 from steward.api.policy import router as policy_router
 from steward.api.predictions import router as predictions_router
@@ -122,4 +124,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(predictions_router)
     app.include_router(deploy_router)
     app.include_router(features_router)
+    app.include_router(monitoring_router)
+    app.include_router(automation_router)
     return app

@@ -200,18 +200,11 @@ def record(platform: Platform, conn: Connection, result: ActionResult, cause: Ma
     """Append the audit entry of an automatic action inside the caller's transaction: action
     ``automation.<kind>``, on the alert or trigger that caused it."""
     by_alert = cause.get("kind") == "alert"
-    audit.append(
-        conn,
-        actor=platform.actor,
-        action=f"automation.{result.kind}",
-        resource_kind="alert" if by_alert else "trigger",
-        resource_id=str(cause["alert"] if by_alert else cause["trigger"]),
-        outcome="ok" if result.succeeded else "failed",
-        details={"cause": dict(cause), **result.to_json()},
-        request_id=platform.request_id,
-        checkpoint=audit.checkpointer_for(platform.settings),
-        project=platform.project,
-    )
+    audit.record(
+        platform, conn, f"automation.{result.kind}", "alert" if by_alert else "trigger",
+        str(cause["alert"] if by_alert else cause["trigger"]),
+        outcome="ok" if result.succeeded else "failed", details={"cause": dict(cause), **result.to_json()},
+    )  # fmt: skip
 
 
 def run_alert_actions(

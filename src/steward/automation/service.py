@@ -70,18 +70,7 @@ class AutomationService:
         self, conn: Connection, action: str, name: str, details: Mapping[str, Any], outcome: str = "ok"
     ) -> None:
         """Append the audit entry of a change of trigger ``name`` inside the caller's transaction."""
-        audit.append(
-            conn,
-            actor=self.platform.actor,
-            action=action,
-            resource_kind="trigger",
-            resource_id=name,
-            outcome=outcome,
-            details=dict(details),
-            request_id=self.platform.request_id,
-            checkpoint=audit.checkpointer_for(self.platform.settings),
-            project=self.platform.project,
-        )
+        audit.record(self.platform, conn, action, "trigger", name, outcome=outcome, details=dict(details))
 
     # -- triggers ------------------------------------------------------------------------------------
 

@@ -205,17 +205,7 @@ class DataService:
 
     def record(self, conn: Connection, action: str, kind: str, resource: str, **fields: Any) -> None:
         """Append an audit entry by the acting identity inside ``conn``'s transaction."""
-        audit.append(
-            conn,
-            actor=self.platform.actor,
-            action=action,
-            resource_kind=kind,
-            resource_id=resource,
-            checkpoint=audit.checkpointer_for(self.platform.settings),
-            project=self.platform.project,
-            request_id=self.platform.request_id,
-            **fields,
-        )
+        audit.record(self.platform, conn, action, kind, resource, **fields)
 
     def _check_residency(self, name: str, rules: Residency | None = None) -> None:
         """Refuse (and audit the refusal of) a write of ``name``'s data into this store."""

@@ -102,17 +102,7 @@ class FeatureStore:
         current_identity(self._local).require(permission, self.platform.project)
 
     def _record(self, conn: Connection, action: str, kind: str, resource: str, **fields: Any) -> None:
-        audit.append(
-            conn,
-            actor=self.platform.actor,
-            action=action,
-            resource_kind=kind,
-            resource_id=resource,
-            checkpoint=audit.checkpointer_for(self.platform.settings),
-            project=self.platform.project,
-            request_id=self.platform.request_id,
-            **fields,
-        )
+        audit.record(self.platform, conn, action, kind, resource, **fields)
 
     def _lookup(self, conn: Connection) -> Lookup:
         project = self.platform.project

@@ -45,6 +45,7 @@ from steward.governance.audit_chain import (
     entries,
     entry_hash,
     export,
+    record,
 )
 from steward.store.tables import audit_checkpoints, audit_log
 
@@ -73,6 +74,7 @@ __all__ = [
     "entries",
     "entry_hash",
     "export",
+    "record",
     "verify",
     "verify_chain",
     "verify_records",
@@ -384,15 +386,15 @@ def verify_records(
     walk = _Walk(public_key, every)
     rows: list[_Row] = []
     cps: dict[int, Checkpoint] = {}
-    for record in records:
+    for item in records:
         try:
-            fields = [record[name] for name in _HASHED if name != "details"]
-            details = record.get("details_json") or json.dumps(record["details"], sort_keys=True, default=str)
+            fields = [item[name] for name in _HASHED if name != "details"]
+            details = item.get("details_json") or json.dumps(item["details"], sort_keys=True, default=str)
             fields.insert(_HASHED.index("details"), details)
             digest = hashlib.sha256(canonical(fields).encode()).hexdigest()
-            rows.append((record["seq"], record["prev_hash"], record["hash"], digest))
-            if record.get("checkpoint"):
-                cps[record["seq"]] = Checkpoint(**record["checkpoint"])
+            rows.append((item["seq"], item["prev_hash"], item["hash"], digest))
+            if item.get("checkpoint"):
+                cps[item["seq"]] = Checkpoint(**item["checkpoint"])
         except (KeyError, TypeError) as exc:
             raise InvalidInput(f"not an exported audit record: {exc}", {"field": "records"}) from None
         if len(rows) >= VERIFY_CHUNK:

@@ -22,6 +22,8 @@ from steward.governance import signing
 from steward.store.tables import audit_checkpoints, audit_log
 
 if TYPE_CHECKING:
+    from steward.store.platform import Platform
+
     pass
 
 GENESIS = "0" * 64
@@ -181,6 +183,38 @@ class Checkpointer:
 def checkpointer_for(settings: Settings) -> Checkpointer:
     """Return the checkpointer of these settings: the platform key, every ``audit_checkpoint_every``."""
     return Checkpointer(lambda: signing.platform_signer(settings), settings.audit_checkpoint_every)
+
+
+def record(
+    platform: Platform,
+    conn: Connection,
+    action: str,
+    resource_kind: str,
+    resource_id: str,
+    **fields: Any,
+) -> AuditEntry:
+    """Append an entry by the platform's acting identity, in its project and request, with its
+    checkpoints: what every service's "audit this change" needs, inside the caller's transaction.
+
+    Args:
+        platform: Who acts, in which project and request; its settings sign the checkpoints.
+        conn: A connection inside a write transaction.
+        action: ``<domain>.<verb>``.
+        resource_kind: The kind of resource.
+        resource_id: Its id or name.
+        **fields: ``outcome``, ``details``, ``before_digest``, ``after_digest`` as for ``append``.
+    """
+    return append(
+        conn,
+        actor=platform.actor,
+        action=action,
+        resource_kind=resource_kind,
+        resource_id=resource_id,
+        checkpoint=checkpointer_for(platform.settings),
+        project=platform.project,
+        request_id=platform.request_id,
+        **fields,
+    )
 
 
 def append(

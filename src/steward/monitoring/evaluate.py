@@ -123,18 +123,7 @@ def record(
     outcome: str = "ok",
 ) -> None:
     """Append an audit entry about ``monitor`` (resource kind ``monitor``) inside ``conn``'s transaction."""
-    audit.append(
-        conn,
-        actor=platform.actor,
-        action=action,
-        resource_kind="monitor",
-        resource_id=monitor,
-        outcome=outcome,
-        details=dict(details),
-        request_id=platform.request_id,
-        checkpoint=audit.checkpointer_for(platform.settings),
-        project=platform.project,
-    )
+    audit.record(platform, conn, action, "monitor", monitor, outcome=outcome, details=dict(details))
 
 
 def judge(
