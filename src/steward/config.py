@@ -77,6 +77,10 @@ class Settings(BaseSettings):
             asymmetric ones only (RS*, PS*, ES*, EdDSA).
         oidc_leeway_seconds: Clock skew tolerated on ``exp``, ``nbf`` and ``iat``
             (``STEWARD_OIDC_LEEWAY_SECONDS``).
+        automation_packages: Comma-separated packages whose pipelines triggers and alert actions may
+            import and run (``STEWARD_AUTOMATION_PACKAGES``, e.g. ``mycompany.pipelines,steward``); unset
+            allows any importable module. Set it on a shared server: naming a module imports it, which
+            runs its code.
         online_store: The feature store's online store (``STEWARD_ONLINE_STORE``): ``sqlite`` (a SQLite
             file in ``home``, the default), ``sqlite:///path/online.db``, or ``redis://host:port/db``.
     """
@@ -111,6 +115,7 @@ class Settings(BaseSettings):
     oidc_algorithms: str = "RS256,ES256"
     oidc_leeway_seconds: int = Field(default=30, ge=0, le=300)
     online_store: str = "sqlite"
+    automation_packages: str | None = None
 
     @classmethod
     def settings_customise_sources(

@@ -180,3 +180,17 @@ def test_import_paths_and_executors_are_checked() -> None:
     for bad_executor in ("processes:x", "ray:", "k8s", None):
         with pytest.raises(InvalidInput):
             check_executor(bad_executor)
+
+
+def test_pipelines_outside_the_allowed_packages_are_refused_before_anything_is_imported(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import sys
+
+    from steward.automation.actions import load_target
+
+    monkeypatch.delitem(sys.modules, "antigravity", raising=False)
+    with pytest.raises(InvalidInput, match="outside the packages automation may run"):
+        load_target("antigravity:main", "tests.automation")
+    assert "antigravity" not in sys.modules
+    assert load_target("tests.automation.pipelines_for_tests:hello", "tests.automation") is not None

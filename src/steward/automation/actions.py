@@ -43,7 +43,7 @@ log = logging.getLogger(__name__)
 _TARGET = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 
 
-def load_target(target: object) -> Pipeline:
+def load_target(target: object, allowed: str | None = None) -> Pipeline:
     """Import the ``@pipeline`` at ``target``, ``package.module:attribute``.
 
     This runs the module's code: see the module docstring on the trust boundary. File paths
@@ -51,9 +51,14 @@ def load_target(target: object) -> Pipeline:
     another machine and in another directory, and must name code installed there, not a file that
     whoever created the trigger could write.
 
+    Args:
+        target: The import path.
+        allowed: ``Settings.automation_packages``: the comma-separated packages it must lie in (None:
+            any). Checked before anything is imported.
+
     Raises:
-        InvalidInput: Naming ``pipeline``, if it is not an import path, does not import or is not a
-            ``steward`` pipeline.
+        InvalidInput: Naming ``pipeline``, if it is not an import path, lies outside the allowed
+            packages, does not import or is not a ``steward`` pipeline.
     """
     if not isinstance(target, str) or not _TARGET.match(target):
         raise InvalidInput(
@@ -61,6 +66,15 @@ def load_target(target: object) -> Pipeline:
             "importable module, not a file path)",
             {"field": "pipeline"},
         )
+    if allowed is not None:
+        packages = [p.strip() for p in allowed.split(",") if p.strip()]
+        module = target.split(":", 1)[0]
+        if not any(module == p or module.startswith(f"{p}.") for p in packages):
+            message = (
+                f"pipeline {target!r} is outside the packages automation may run "
+                f"(STEWARD_AUTOMATION_PACKAGES: {', '.join(packages) or 'none'})"
+            )
+            raise InvalidInput(message, {"field": "pipeline"})
     return load_pipeline(target)
 
 
@@ -131,6 +145,7 @@ def run_pipeline(
     cause: Mapping[str, Any],
     *,
     kind: str = "pipeline",
+    allowed: str | None = None,
 ) -> ActionResult:
     """Import the pipeline at ``target`` and run it with ``params`` until it ends.
 
@@ -144,6 +159,7 @@ def run_pipeline(
         executor: Where its steps run.
         cause: The trigger firing or alert that started it (``trigger_cause`` / ``alert_cause``).
         kind: ``pipeline`` for a trigger's action, ``retrain`` for an alert's.
+        allowed: ``Settings.automation_packages`` (see ``load_target``).
 
     Returns:
         ``succeeded`` if every step did; ``failed`` if a step failed (the run id and error are in the
@@ -151,7 +167,7 @@ def run_pipeline(
     """
     facts: dict[str, Any] = {"target": target, "params": dict(params), "executor": executor}
     try:
-        found = load_target(target)
+        found = load_target(target, allowed)
         run = found.run(executor, tags=_tags(cause), **dict(params))
     except StewardError as exc:
         return ActionResult(kind, Outcome.FAILED, {**facts, "error": exc.message})
@@ -222,7 +238,10 @@ def run_alert_actions(
     cause = alert_cause(alert, monitor)
     for action in monitor.actions:
         if action.kind == "retrain":
-            result = run_pipeline(action.target, action.params, "local", cause, kind="retrain")
+            allowed = platform.settings.automation_packages
+            result = run_pipeline(
+                action.target, action.params, "local", cause, kind="retrain", allowed=allowed
+            )
         elif action.kind == "rollback":
             result = rollback_endpoint(platform, monitor.endpoint, cause)
         else:

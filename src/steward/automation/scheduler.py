@@ -250,7 +250,8 @@ class Scheduler:
         def act(claim: _Claim) -> ActionResult:
             action = claim.trigger.action
             assert action is not None
-            return run_pipeline(action.target, action.params, action.executor, claim.cause)
+            allowed = self.platform.settings.automation_packages
+            return run_pipeline(action.target, action.params, action.executor, claim.cause, allowed=allowed)
 
         if trigger.kind.timed:
             return lambda: self._fire(trigger, now, self._timed_plan(trigger), act)

@@ -108,7 +108,7 @@ class AutomationService:
         self._require(WRITE)
         validate_name(name, "trigger")
         chosen = _kind(kind)
-        action = _action(pipeline, params, executor)
+        action = _action(pipeline, params, executor, self.platform.settings.automation_packages)
         now = now_ms()
         values: dict[str, Any] = {
             "id": new_id(),
@@ -286,7 +286,9 @@ def _kind(kind: object) -> TriggerKind:
         ) from None
 
 
-def _action(target: str, params: Mapping[str, Any] | None, executor: str) -> PipelineAction:
+def _action(
+    target: str, params: Mapping[str, Any] | None, executor: str, allowed: str | None = None
+) -> PipelineAction:
     if params is not None and not isinstance(params, Mapping):
         raise InvalidInput("params must be an object of parameter names to values", {"field": "params"})
     given = dict(params or {})
@@ -294,6 +296,6 @@ def _action(target: str, params: Mapping[str, Any] | None, executor: str) -> Pip
         json.dumps(given, allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise InvalidInput(f"params must be JSON values: {exc}", {"field": "params"}) from None
-    found = load_target(target)
+    found = load_target(target, allowed)
     found.bind_params(given)  # every parameter known, none missing: the firing would fail otherwise
     return PipelineAction(target=target, params=given, executor=check_executor(executor))

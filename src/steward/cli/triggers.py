@@ -6,7 +6,9 @@ version of the dataset), and the ``--pipeline package.module:attribute`` it runs
 it, which runs its module's code: name only code you trust. ``list`` shows them with their next due
 time, ``firings`` what each firing did, ``delete`` removes one. ``steward scheduler`` fires them.
 
-The commands work on the database directly (embedded mode).
+The commands work on the database directly (embedded mode), or through the Steward server ``STEWARD_URI``
+names (``create`` still imports the pipeline here to convert ``--param`` values, so its code must be
+installed on this machine too).
 """
 
 from __future__ import annotations
@@ -19,12 +21,13 @@ import typer
 from rich.markup import escape
 from rich.table import Column
 
-from steward.cli.output import JsonOption, console, embedded_platform, format_time, new_table, print_json
+from steward.cli.output import JsonOption, console, format_time, new_table, print_json
 from steward.errors import InvalidInput
 
 if TYPE_CHECKING:
     from steward.automation.models import Trigger
     from steward.automation.service import AutomationService
+    from steward.client.automation import RemoteAutomationService
 
 app = typer.Typer(
     help="Triggers that start pipelines: cron and interval schedules, new dataset versions.",
@@ -36,14 +39,26 @@ OUTCOME_STYLES = {"running": "cyan", "succeeded": "green", "failed": "red", "aba
 
 
 @contextmanager
-def automation() -> Iterator[AutomationService]:
-    """Open the automation service for one command (embedded)."""
-    from steward.automation.service import AutomationService
+def automation() -> Iterator[AutomationService | RemoteAutomationService]:
+    """Open the trigger operations for one command: embedded, or the ``STEWARD_URI`` server."""
+    from steward.config import load_settings
 
-    with embedded_platform(
-        "steward triggers works on the database", "run it where the metadata database is reachable"
-    ) as platform:
+    settings = load_settings()
+    if settings.uri:
+        from steward.client.automation import RemoteAutomationService
+        from steward.client.http import HttpClient
+
+        with HttpClient.from_settings(settings) as http:
+            yield RemoteAutomationService(http)
+        return
+    from steward.automation.service import AutomationService
+    from steward.store.platform import Platform
+
+    platform = Platform.from_settings(settings)
+    try:
         yield AutomationService(platform)
+    finally:
+        platform.close()
 
 
 def _when(trigger: Trigger) -> str:
