@@ -3,7 +3,7 @@
 # virtual environment under benchmarks/.peers/ (never into Steward's venv).
 #
 # Usage: bash benchmarks/setup_peers.sh [PEER ...]
-#   PEER: mlflow, pandera, gx, prefect, bentoml, feast; none given: all of them.
+#   PEER: mlflow, pandera, gx, prefect, bentoml, feast, evidently, nannyml; none given: all of them.
 # Idempotent: a peer already installed at the pinned version is skipped.
 set -euo pipefail
 
@@ -136,8 +136,37 @@ install_feast() {
         "import feast, feast.infra.offline_stores.dask, feast.infra.online_stores.sqlite; print('feast', feast.__version__, 'installed')"
 }
 
+# The monitoring peers, for benchmarks/monitoring_peer.py. Evidently 0.7 and NannyML 0.13 need pandas < 3:
+# the newest 2.x, with Steward's pyarrow and numpy. NannyML imports statsmodels without declaring it.
+EVIDENTLY_VERSION="0.7.23"
+NANNYML_VERSION="0.13.1"
+NANNYML_STATSMODELS_VERSION="0.15.0"
+MONITORING_PANDAS_VERSION="2.3.3"
+
+# install_monitoring_peer NAME VERSION [REQUIREMENT ...]: a venv benchmarks/.peers/NAME with NAME==VERSION (a
+# package whose module has the same name), pandas 2.x, Steward's pyarrow and numpy, and the REQUIREMENTs.
+install_monitoring_peer() {
+    local name="$1" version="$2"
+    shift 2
+    local venv="$PEERS/$name"
+    local pins="{'$name': '$version', 'pandas': '$MONITORING_PANDAS_VERSION', 'pyarrow': '$PYARROW_VERSION', 'numpy': '$NUMPY_VERSION'}"
+    local check="import $name; print('$name', $name.__version__, 'installed')"
+    if [ -x "$venv/bin/python" ] \
+        && "$venv/bin/python" -c "import importlib.metadata as m, sys; sys.exit(any(m.version(p) != v for p, v in $pins.items()))" 2>/dev/null \
+        && env -u PYTHONPATH DO_NOT_TRACK=1 "$venv/bin/python" -W ignore -c "import $name" 2>/dev/null; then
+        echo "$name $version already installed in $venv"
+        return
+    fi
+    echo "installing $name $version into $venv"
+    [ -x "$venv/bin/python" ] || "$PYTHON" -m venv "$venv"
+    "$venv/bin/python" -m pip install --quiet --upgrade pip
+    "$venv/bin/python" -m pip install --quiet "$name==$version" "pandas==$MONITORING_PANDAS_VERSION" \
+        "pyarrow==$PYARROW_VERSION" "numpy==$NUMPY_VERSION" "$@"
+    env -u PYTHONPATH -u VIRTUAL_ENV DO_NOT_TRACK=1 "$venv/bin/python" -W ignore -c "$check"
+}
+
 peers=("$@")
-[ ${#peers[@]} -gt 0 ] || peers=(mlflow pandera gx prefect bentoml feast)
+[ ${#peers[@]} -gt 0 ] || peers=(mlflow pandera gx prefect bentoml feast evidently nannyml)
 for peer in "${peers[@]}"; do
     case "$peer" in
         mlflow) install_mlflow; install_mlflow_serving ;;
@@ -147,6 +176,10 @@ for peer in "${peers[@]}"; do
         # BentoML is optional: a failed install is reported, and the other peers still count.
         bentoml) install_bentoml || echo "bentoml did not install: benchmarks/serving.py skips it" >&2 ;;
         feast) install_feast ;;
-        *) echo "unknown peer: $peer (mlflow, pandera, gx, prefect, bentoml, feast)" >&2; exit 2 ;;
+        evidently) install_monitoring_peer evidently "$EVIDENTLY_VERSION" ;;
+        # NannyML is optional: benchmarks/monitoring.py skips it when its venv is missing.
+        nannyml) install_monitoring_peer nannyml "$NANNYML_VERSION" "statsmodels==$NANNYML_STATSMODELS_VERSION" \
+            || echo "nannyml did not install: benchmarks/monitoring.py skips it" >&2 ;;
+        *) echo "unknown peer: $peer (mlflow, pandera, gx, prefect, bentoml, feast, evidently, nannyml)" >&2; exit 2 ;;
     esac
 done

@@ -27,6 +27,7 @@ from steward.cli import (
     keys,
     lineage,
     models,
+    monitor,
     pipelines,
     policy,
     quickstart,
@@ -80,6 +81,7 @@ app.add_typer(approvals.app, name="approvals")
 app.add_typer(compliance.app, name="compliance")
 app.add_typer(deploy.app, name="deploy")
 app.add_typer(features.app, name="features")
+app.add_typer(monitor.app, name="monitor")
 app.add_typer(triggers.app, name="triggers")
 app.command("scheduler")(scheduler.scheduler)
 deploy.app.command("export")(deploy_export.export)

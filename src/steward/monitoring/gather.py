@@ -278,7 +278,7 @@ class Gatherer:
         try:
             report = performance_for_endpoint(
                 self.platform, endpoint, start=from_ms(low), end=from_ms(high),
-                window_s=math.ceil((high - low) / 1000), registered=registered,
+                window_s=_performance_step(high - low), registered=registered,
             )  # fmt: skip
         except StewardError as exc:
             notes.append(f"no performance: {_brief(exc)}")
@@ -329,3 +329,9 @@ def _brief(exc: BaseException) -> str:
     text = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
     first = str(text).strip().splitlines()[0] if str(text).strip() else type(exc).__name__
     return first if len(first) <= 300 else f"{first[:299]}…"
+
+
+def _performance_step(span_ms: int) -> int:
+    """Seconds per point of the report's performance over time: an hour, or a 24th of a longer span (the
+    rules read the whole window's figures, not a point's)."""
+    return max(3600, math.ceil(span_ms / 1000 / 24))

@@ -59,33 +59,41 @@ class ColumnSummary:
     minimum: float | None = None
     maximum: float | None = None
 
-    def to_json(self) -> dict[str, Any]:
-        """Return a JSON-ready dict."""
-        return {
+    def to_json(self, *, compact: bool = False) -> dict[str, Any]:
+        """Return a JSON-ready dict; ``compact`` leaves out the edges and categories (a window's are its
+        reference's: ``from_json(…, like=reference)`` puts them back), which makes a stored window a
+        fraction of the size."""
+        data = {
             "name": self.name,
             "kind": self.kind,
             "count": self.count,
             "nulls": self.nulls,
             "counts": list(self.counts),
-            "edges": list(self.edges),
-            "categories": list(self.categories),
             "total": self.total,
             "total_sq": self.total_sq,
             "minimum": self.minimum,
             "maximum": self.maximum,
         }
+        if not compact:
+            data["edges"], data["categories"] = list(self.edges), list(self.categories)
+        return data
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> ColumnSummary:
-        """Build from the dict ``to_json`` returns."""
+    def from_json(cls, data: Mapping[str, Any], like: ColumnSummary | None = None) -> ColumnSummary:
+        """Build from the dict ``to_json`` returns; a compact one takes its edges and categories from
+        ``like`` (the reference's column)."""
+        edges = data.get("edges")
+        categories = data.get("categories")
         return cls(
             name=str(data["name"]),
             kind=data["kind"],
             count=int(data["count"]),
             nulls=int(data["nulls"]),
-            counts=tuple(int(c) for c in data["counts"]),
-            edges=tuple(float(e) for e in data.get("edges", ())),
-            categories=tuple(str(c) for c in data.get("categories", ())),
+            counts=tuple(data["counts"]),
+            edges=tuple(edges) if edges is not None else like.edges if like is not None else (),
+            categories=(
+                tuple(categories) if categories is not None else like.categories if like is not None else ()
+            ),
             total=float(data.get("total", 0.0)),
             total_sq=float(data.get("total_sq", 0.0)),
             minimum=data.get("minimum"),
@@ -102,21 +110,24 @@ class TableSummary:
     start: datetime | None = None
     end: datetime | None = None
 
-    def to_json(self) -> dict[str, Any]:
-        """Return a JSON-ready dict."""
+    def to_json(self, *, compact: bool = False) -> dict[str, Any]:
+        """Return a JSON-ready dict (``compact``: without each column's edges and categories, for a window
+        stored next to its reference)."""
         return {
             "rows": self.rows,
-            "columns": {k: v.to_json() for k, v in self.columns.items()},
+            "columns": {k: v.to_json(compact=compact) for k, v in self.columns.items()},
             "start": self.start.isoformat() if self.start else None,
             "end": self.end.isoformat() if self.end else None,
         }
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> TableSummary:
-        """Build from the dict ``to_json`` returns."""
+    def from_json(cls, data: Mapping[str, Any], like: TableSummary | None = None) -> TableSummary:
+        """Build from the dict ``to_json`` returns; a compact one takes each column's edges and categories
+        from ``like`` (the reference it was counted against)."""
+        known = like.columns if like is not None else {}
         return cls(
             rows=int(data["rows"]),
-            columns={k: ColumnSummary.from_json(v) for k, v in data["columns"].items()},
+            columns={k: ColumnSummary.from_json(v, known.get(k)) for k, v in data["columns"].items()},
             start=datetime.fromisoformat(data["start"]) if data.get("start") else None,
             end=datetime.fromisoformat(data["end"]) if data.get("end") else None,
         )

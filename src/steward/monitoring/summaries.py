@@ -194,10 +194,11 @@ def merge(summaries: Sequence[TableSummary]) -> TableSummary:
     Raises:
         InvalidInput: The same column with different kinds, edges or categories.
     """
-    columns: dict[str, ColumnSummary] = {}
+    grouped: dict[str, list[ColumnSummary]] = {}
     for summary in summaries:
         for name, column in summary.columns.items():
-            columns[name] = _merge_columns(columns[name], column) if name in columns else column
+            grouped.setdefault(name, []).append(column)
+    columns = {name: _merge_columns(group) for name, group in grouped.items()}
     starts = [s.start for s in summaries if s.start is not None]
     ends = [s.end for s in summaries if s.end is not None]
     return TableSummary(
@@ -403,26 +404,40 @@ def _all_null(reference: ColumnSummary, rows: int) -> ColumnSummary:
     )
 
 
-def _merge_columns(a: ColumnSummary, b: ColumnSummary) -> ColumnSummary:
-    if a.kind != b.kind or a.edges != b.edges or a.categories != b.categories:
-        what = "kinds" if a.kind != b.kind else "edges" if a.edges != b.edges else "categories"
-        raise InvalidInput(
-            f"cannot merge summaries of column {a.name!r} with different {what}: they were not counted "
-            "against the same reference",
-            {"column": a.name, "field": what},
-        )
+def _merge_columns(group: Sequence[ColumnSummary]) -> ColumnSummary:
+    """One column's summaries added up: the counts in one NumPy sum (a 30-day report adds 720 hours)."""
+    first = group[0]
+    if len(group) == 1:
+        return first
+    for other in group[1:]:
+        if other.kind != first.kind or other.edges != first.edges or other.categories != first.categories:
+            what = (
+                "kinds"
+                if other.kind != first.kind
+                else "edges"
+                if other.edges != first.edges
+                else "categories"
+            )
+            raise InvalidInput(
+                f"cannot merge summaries of column {first.name!r} with different {what}: they were not "
+                "counted against the same reference",
+                {"column": first.name, "field": what},
+            )
+    counts = np.asarray([c.counts for c in group], dtype=np.int64).sum(axis=0)
+    minima = [c.minimum for c in group if c.minimum is not None]
+    maxima = [c.maximum for c in group if c.maximum is not None]
     return ColumnSummary(
-        name=a.name,
-        kind=a.kind,
-        count=a.count + b.count,
-        nulls=a.nulls + b.nulls,
-        counts=tuple(x + y for x, y in zip(a.counts, b.counts, strict=True)),
-        edges=a.edges,
-        categories=a.categories,
-        total=saturate(a.total + b.total),
-        total_sq=saturate(a.total_sq + b.total_sq),
-        minimum=_pick(min, a.minimum, b.minimum),
-        maximum=_pick(max, a.maximum, b.maximum),
+        name=first.name,
+        kind=first.kind,
+        count=sum(c.count for c in group),
+        nulls=sum(c.nulls for c in group),
+        counts=tuple(counts.tolist()),
+        edges=first.edges,
+        categories=first.categories,
+        total=saturate(sum(c.total for c in group)),
+        total_sq=saturate(sum(c.total_sq for c in group)),
+        minimum=min(minima) if minima else None,
+        maximum=max(maxima) if maxima else None,
     )
 
 
@@ -432,12 +447,6 @@ def saturate(value: float) -> float:
     if math.isnan(value):
         return FLOAT_MAX
     return max(-FLOAT_MAX, min(FLOAT_MAX, value))
-
-
-def _pick(choose: Callable[[float, float], float], a: float | None, b: float | None) -> float | None:
-    if a is None:
-        return b
-    return a if b is None else choose(a, b)
 
 
 def _parallel(function: Callable[[_T], _R], items: Iterable[_T]) -> list[_R]:

@@ -305,7 +305,7 @@ def window_summaries(
         for i, reference in enumerate(references):
             row = stored[i].get(hour)
             if whole and row is not None and row.window_end >= last and row.computed_at >= last + SETTLE_MS:
-                found[i].append(TableSummary.from_json(json.loads(row.summary)))
+                found[i].append(TableSummary.from_json(json.loads(row.summary), like=reference.summary))
                 continue
             if pieces is None:
                 pieces = read_pieces(platform, endpoint, first, last, notes)
@@ -317,7 +317,7 @@ def window_summaries(
                 fresh.append({
                     "project": project, "endpoint": endpoint, "reference_id": reference.id,
                     "window_start": hour, "window_end": last, "rows": summary.rows,
-                    "summary": json.dumps(summary.to_json()), "computed_at": now,
+                    "summary": json.dumps(summary.to_json(compact=True)), "computed_at": now,
                 })  # fmt: skip
     if fresh:
         with platform.metadata.transaction() as conn:
