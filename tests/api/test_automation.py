@@ -25,6 +25,7 @@ from steward.config import load_settings
 from steward.errors import AlreadyExists, Forbidden, InvalidInput, NotFound, StewardError
 from steward.governance.context import Identity, acting_as
 from steward.monitoring.service import MonitoringService
+from tests.api.people import issue_tokens
 from tests.api.test_tracking_routes import assert_error
 from tests.automation.pipelines_for_tests import Env, open_env
 from tests.conftest import reset_sdk
@@ -58,20 +59,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     ``root`` is the global admin, ``ROLES`` members of ``alpha``, ``bob`` an engineer of ``beta``."""
     env = open_env(tmp_path_factory.mktemp("automation-api"))
     app = create_app(load_settings(home=env.home, auth=True))
-    if "/api/v1/triggers" not in {r.path for r in api_routes(app)}:  # until create_app includes it
-        app.include_router(automation_api.router)
     identities = identity_service_of(app.state)
-    identities.create_user("root", global_role="admin")
-    tokens = {"root": identities.issue_token("root").secret}
-    for project in (PROJECT, OTHER):
-        identities.create_project(project)
-    for name, role in ROLES.items():
-        identities.create_user(name)
-        identities.add_member(PROJECT, name, role)
-        tokens[name] = identities.issue_token(name).secret
-    identities.create_user("bob")
-    identities.add_member(OTHER, "bob", "ml-engineer")
-    tokens["bob"] = identities.issue_token("bob").secret
+    tokens = issue_tokens(identities, PROJECT, OTHER, ROLES)
     try:
         with running_server(app) as url:
             yield Server(url, env, tokens)

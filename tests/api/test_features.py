@@ -19,6 +19,7 @@ from steward.api.app import create_app
 from steward.api.auth import api_routes, route_permission
 from steward.api.identity import identity_service_of
 from steward.config import load_settings
+from tests.api.people import issue_tokens
 from tests.api.test_tracking_routes import assert_error
 from tests.client.test_features import (
     DEFINITIONS,
@@ -28,7 +29,6 @@ from tests.client.test_features import (
     entity_rows,
     profiles,
     transactions,
-    with_feature_routes,
 )
 from tests.plugins.server import running_server
 
@@ -53,19 +53,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """Auth on; ``root`` is the global admin, ``ROLES`` members of ``alpha``, ``bob`` an engineer of
     ``beta``. ``alpha`` has dataset ``transactions`` and ``DEFINITIONS`` applied."""
     home = tmp_path_factory.mktemp("features-api") / "home"
-    app = with_feature_routes(create_app(load_settings(home=home, auth=True)))
+    app = create_app(load_settings(home=home, auth=True))
     identities = identity_service_of(app.state)
-    identities.create_user("root", global_role="admin")
-    tokens = {"root": identities.issue_token("root").secret}
-    for project in (PROJECT, OTHER):
-        identities.create_project(project)
-    for name, role in ROLES.items():
-        identities.create_user(name)
-        identities.add_member(PROJECT, name, role)
-        tokens[name] = identities.issue_token(name).secret
-    identities.create_user("bob")
-    identities.add_member(OTHER, "bob", "ml-engineer")
-    tokens["bob"] = identities.issue_token("bob").secret
+    tokens = issue_tokens(identities, PROJECT, OTHER, ROLES)
     with running_server(app) as url:
         found = Server(url, tokens)
         with found.as_("eng") as eng:

@@ -24,8 +24,9 @@ from steward.api.identity import identity_service_of
 from steward.config import load_settings
 from steward.monitoring.report_html import render_html
 from steward.monitoring.runs import MonitoringReport
+from tests.api.people import issue_tokens
 from tests.api.test_tracking_routes import assert_error
-from tests.client.test_monitoring import with_monitoring_routes
+from tests.client.test_monitoring import recording_waits
 from tests.conftest import reset_sdk
 from tests.monitoring.test_channels import receiver  # noqa: F401 (a fixture)
 from tests.monitoring.test_service import Env, at, open_env
@@ -54,18 +55,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     has drifted traffic), ``bob`` an engineer of ``beta``."""
     env = open_env(tmp_path_factory.mktemp("monitoring-api"))
     env.traffic(at(5), shift=30)
-    app = with_monitoring_routes(create_app(load_settings(home=env.home, auth=True)), env.waits)
+    app = recording_waits(create_app(load_settings(home=env.home, auth=True)), env.waits)
     identities = identity_service_of(app.state)
-    identities.create_user("root", global_role="admin")
-    tokens = {"root": identities.issue_token("root").secret}
-    identities.create_project(OTHER)
-    for name, role in ROLES.items():
-        identities.create_user(name)
-        identities.add_member(PROJECT, name, role)
-        tokens[name] = identities.issue_token(name).secret
-    identities.create_user("bob")
-    identities.add_member(OTHER, "bob", "ml-engineer")
-    tokens["bob"] = identities.issue_token("bob").secret
+    tokens = issue_tokens(identities, PROJECT, OTHER, ROLES)
     try:
         with running_server(app) as url:
             yield Server(url, env, tokens)

@@ -16,11 +16,8 @@ from typing import Any
 import pyarrow as pa
 import pytest
 import yaml
-from fastapi import FastAPI
 
-from steward.api import features as features_api
 from steward.api.app import create_app
-from steward.api.auth import api_routes
 from steward.config import load_settings
 from steward.data.models import DataBackend
 from steward.errors import InvalidInput, NotFound
@@ -103,18 +100,10 @@ def entity_rows() -> pa.Table:
     )
 
 
-def with_feature_routes(app: FastAPI) -> FastAPI:
-    """The app with the feature router (``create_app`` includes it once wired)."""
-    paths = {route.path for route in api_routes(app)}
-    if not {getattr(route, "path", "") for route in features_api.router.routes} <= paths:
-        app.include_router(features_api.router)
-    return app
-
-
 @pytest.fixture
 def features_server(tmp_path: Path) -> Iterator[str]:
     """A Steward server with the feature routes, on its own home; yields its URL."""
-    app = with_feature_routes(create_app(load_settings(home=tmp_path / "server-home")))
+    app = create_app(load_settings(home=tmp_path / "server-home"))
     with running_server(app) as url:
         yield url
 
@@ -520,7 +509,7 @@ def side_by_side(tmp_path: Path) -> Iterator[SideBySide]:
     from steward.features.service import FeatureStore
 
     settings = load_settings(home=tmp_path / "shared")
-    app = with_feature_routes(create_app(settings))
+    app = create_app(settings)
     platform = Platform.from_settings(settings)
     embedded = FeatureStore(platform, DataService(platform))
     try:

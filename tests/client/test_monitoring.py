@@ -20,9 +20,7 @@ import pytest
 from fastapi import FastAPI
 
 import steward
-from steward.api import monitoring as monitoring_api
 from steward.api.app import create_app
-from steward.api.auth import api_routes
 from steward.client.http import HttpClient
 from steward.client.monitoring import RemoteMonitoringService
 from steward.config import load_settings
@@ -38,12 +36,8 @@ from tests.monitoring.test_service import Env, at, open_env
 from tests.plugins.server import running_server
 
 
-def with_monitoring_routes(app: FastAPI, waits: list[float] | None = None) -> FastAPI:
-    """The app with the monitoring router (``create_app`` includes it once wired); with ``waits``, its
-    service records delivery backoffs there instead of sleeping."""
-    paths = {route.path for route in api_routes(app)}
-    if not {getattr(route, "path", "") for route in monitoring_api.router.routes} <= paths:
-        app.include_router(monitoring_api.router)
+def recording_waits(app: FastAPI, waits: list[float] | None = None) -> FastAPI:
+    """The app; with ``waits``, its monitoring service records delivery backoffs there instead of sleeping."""
     if waits is not None:
         app.state.monitoring = MonitoringService(
             app.state.platform, app.state.registry, app.state.data, sleep=waits.append
@@ -62,7 +56,7 @@ class Contract:
 @contextmanager
 def served(env: Env) -> Iterator[Contract]:
     """A real server on ``env``'s home (its deliveries' backoffs recorded in ``env.waits``) and its client."""
-    app = with_monitoring_routes(create_app(load_settings(home=env.home)), env.waits)
+    app = recording_waits(create_app(load_settings(home=env.home)), env.waits)
     with running_server(app) as url, HttpClient(url) as http:
         yield Contract("remote", env, RemoteMonitoringService(http), url)
 
