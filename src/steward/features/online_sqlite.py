@@ -29,7 +29,7 @@ _SCHEMA = (
 )
 _UPSERT = (
     'INSERT INTO "{table}" (key, ts, value) VALUES (?, ?, ?) '
-    'ON CONFLICT (key) DO UPDATE SET ts = excluded.ts, value = excluded.value '
+    "ON CONFLICT (key) DO UPDATE SET ts = excluded.ts, value = excluded.value "
     'WHERE excluded.ts >= "{table}".ts'
 )
 _READ_ONE = 'SELECT ts, value FROM "{table}" WHERE key = ?'
