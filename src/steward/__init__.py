@@ -66,6 +66,7 @@ from steward.monitoring.models import Alert, Monitor
 from steward.monitoring.runs import MonitoringReport, MonitorRun
 from steward.monitoring.sdk import (
     create_monitor,
+    dataset_drift,
     delete_monitor,
     disable_monitor,
     enable_monitor,
@@ -191,6 +192,7 @@ __all__ = [
     "connect",
     "create_endpoint",
     "create_monitor",
+    "dataset_drift",
     "default_connection",
     "delete_alias",
     "delete_endpoint",

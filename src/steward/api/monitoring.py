@@ -288,3 +288,20 @@ def report(
         return _json(found.to_json())
     headers = {"Content-Security-Policy": _HTML_POLICY, "X-Content-Type-Options": "nosniff"}
     return HTMLResponse(render_html(found), headers=headers)
+
+
+@router.get(
+    "/monitoring/drift",
+    dependencies=[requires("monitoring:read")],
+    summary="Drift between two dataset versions",
+)
+def dataset_drift(
+    monitoring: Monitoring,
+    reference: Annotated[str, Query(description="The reference version: 'name' or 'name@3'")],
+    current: Annotated[str, Query(description="The version compared with it")],
+    columns: Annotated[list[str] | None, Query(description="Only these columns (repeat)")] = None,
+) -> Response:
+    """Every shared column's drift, the drift share and the verdict; 400 naming the field for a malformed
+    version or unknown column, 404 for one that does not exist, 403 without ``data:read_pii`` for
+    columns tagged as personal data."""
+    return _json(monitoring.dataset_drift(reference, current, columns=columns).to_json())

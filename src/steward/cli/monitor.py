@@ -534,6 +534,45 @@ def report(
     )
 
 
+@app.command("drift")
+def dataset_drift(
+    reference: Annotated[str, typer.Argument(help="The reference dataset version: name or name@3.")],
+    current: Annotated[str, typer.Argument(help="The version compared with it.")],
+    column: Annotated[
+        list[str] | None, typer.Option("--column", "-c", help="Only this column (repeat).")
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Compare two dataset versions column by column: each column's test, statistic and verdict, and the
+    dataset's drift share. Exits 1 when the dataset drifted."""
+    with (
+        monitoring() as backend,
+        err_console.status(f"Comparing {escape(current)} with {escape(reference)}…"),
+    ):
+        found = backend.dataset_drift(reference, current, columns=column)
+    if as_json:
+        print_json(found.to_json())
+    else:
+        table = new_table(
+            "Column", "Kind", "Test", Column("Statistic", justify="right"),
+            Column("p-value", justify="right"), Column("Threshold", justify="right"), "Drifted", "Note",
+        )  # fmt: skip
+        for f in found.features:
+            drifted = "[red]yes[/red]" if f.drifted else "no"
+            table.add_row(
+                escape(f.column), f.kind, f.test, format_number(f.statistic, 4), format_number(f.p_value, 4),
+                format_number(f.threshold, 4), drifted, escape(f.note),
+            )  # fmt: skip
+        console.print(table)
+        share = format_number(found.drift_share, 4) if found.drift_share is not None else "n/a"
+        verdict = "[red]drifted[/red]" if found.dataset_drift else "no dataset drift"
+        console.print(f"Drift share {share} (dataset drift at {format_number(found.share, 4)}): {verdict}.")
+        for note in found.notes:
+            console.print(f"Note: {escape(note)}")
+    if found.dataset_drift:
+        raise typer.Exit(code=1)
+
+
 def _alert_table(alerts: Sequence[Alert], title: str | None = None) -> Any:
     table = new_table(
         Column("ID", no_wrap=True), "Monitor", "Rule", "State", Column("Value", justify="right"),

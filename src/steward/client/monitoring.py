@@ -19,7 +19,7 @@ import orjson
 from steward.client.http import HttpClient, segment
 from steward.core.names import validate_name
 from steward.errors import InvalidInput, NotFound
-from steward.monitoring.models import Action, Alert, Channel, Monitor
+from steward.monitoring.models import Action, Alert, Channel, DriftReport, Monitor
 from steward.monitoring.runs import MonitoringReport, MonitorRun
 from steward.monitoring.specs import parse_reference
 
@@ -203,6 +203,20 @@ class RemoteMonitoringService:
         params = _report_params(endpoint, window, reference, now, attribute)
         params["format"] = "html"
         return self.http.request("GET", "/monitoring/report", params=params).text
+
+    def dataset_drift(
+        self, reference: str, current: str, *, columns: Sequence[str] | None = None
+    ) -> DriftReport:
+        """Drift between two dataset versions, computed on the server.
+
+        Raises:
+            InvalidInput: A malformed version or an unknown column.
+            NotFound: A dataset or version that does not exist.
+        """
+        params: dict[str, Any] = {"reference": reference, "current": current}
+        if columns:
+            params["columns"] = list(columns)
+        return DriftReport.from_json(self.http.json("GET", "/monitoring/drift", params=params))
 
 
 def _report_params(

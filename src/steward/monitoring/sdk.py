@@ -22,7 +22,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from steward.errors import StewardError
-from steward.monitoring.models import Alert, Monitor
+from steward.monitoring.models import Alert, DriftReport, Monitor
 from steward.monitoring.runs import MonitoringReport, MonitorRun
 
 
@@ -93,6 +93,12 @@ class MonitoringBackend(Protocol):
         """Gather an endpoint's window without evaluating rules."""
         ...
 
+    def dataset_drift(
+        self, reference: str, current: str, *, columns: Sequence[str] | None = None
+    ) -> DriftReport:
+        """Drift between two dataset versions."""
+        ...
+
 
 MonitoringResolver = Callable[[], MonitoringBackend]
 _resolver: MonitoringResolver | None = None
@@ -100,6 +106,7 @@ _resolver: MonitoringResolver | None = None
 __all__ = [
     "MonitoringBackend",
     "create_monitor",
+    "dataset_drift",
     "delete_monitor",
     "disable_monitor",
     "enable_monitor",
@@ -215,3 +222,9 @@ def monitor_report(
     """Drift (inputs and predictions), performance on late labels, fairness over ``attribute`` and
     operations of ``endpoint`` over the window ending ``now``, with the summaries behind them."""
     return _backend().report(endpoint, window=window, reference=reference, now=now, attribute=attribute)
+
+
+def dataset_drift(reference: str, current: str, *, columns: Sequence[str] | None = None) -> DriftReport:
+    """Drift between two dataset versions (``steward.dataset_drift("tx@1", "tx@2")``): every shared column
+    with its tests, the drift share and the dataset verdict, as a monitor's report has them."""
+    return _backend().dataset_drift(reference, current, columns=columns)

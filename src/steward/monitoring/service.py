@@ -33,7 +33,7 @@ from steward.monitoring import repository as repo
 from steward.monitoring.channels import deliver, notifier_for
 from steward.monitoring.evaluate import deliveries_json, judge, record
 from steward.monitoring.gather import Gatherer
-from steward.monitoring.models import Alert, DriftOptions, Monitor, Notification
+from steward.monitoring.models import Alert, DriftOptions, DriftReport, Monitor, Notification
 from steward.monitoring.rules import FAIRNESS_METRICS, check_rules, parse_rule, parse_seconds
 from steward.monitoring.runs import MonitoringReport, MonitorRun
 from steward.monitoring.specs import as_action, as_channel, check_schedule, many, parse_reference
@@ -339,6 +339,45 @@ class MonitoringService:
         spec = self._pinned(parse_reference(reference))
         end = to_ms(now) if now is not None else now_ms()
         return self.gatherer.gather(endpoint, window_s, end, spec, [attribute] if attribute else (), options)
+
+    def dataset_drift(
+        self,
+        reference: str,
+        current: str,
+        *,
+        columns: Sequence[str] | None = None,
+        options: DriftOptions | None = None,
+    ) -> DriftReport:
+        """Drift between two dataset versions (``"name@1"`` and ``"name@2"``, or of two datasets), each read
+        once through the data layer (so its PII columns need ``data:read_pii``, audited).
+
+        Args:
+            reference: The reference version: ``"name"`` (its latest) or ``"name@3"``.
+            current: The version compared with it.
+            columns: Only these columns (every column both share by default).
+            options: How drift is judged (``DriftOptions``; its ``columns`` are overridden by ``columns``).
+
+        Raises:
+            InvalidInput: A malformed reference or an unknown column.
+            NotFound: A dataset or version that does not exist.
+        """
+        from dataclasses import replace
+
+        from steward.monitoring.drift import drift
+
+        sides = []
+        for given, field_name in ((reference, "reference"), (current, "current")):
+            try:
+                spec = parse_reference(given) if isinstance(given, str) else None
+            except InvalidInput:
+                spec = None
+            if spec is None or "dataset" not in spec:
+                message = f"{field_name} {given!r} is not a dataset version such as 'churn' or 'churn@3'"
+                raise InvalidInput(message, {"field": field_name})
+            version = self.data.get_version(spec["dataset"], spec["version"])
+            sides.append(self.data.read_table(version, list(columns) if columns else None))
+        chosen = replace(options or DriftOptions(), columns=list(columns) if columns else None)
+        return drift(sides[0], sides[1], chosen)
 
     # -- alerts -------------------------------------------------------------------------------------
 
