@@ -94,6 +94,7 @@ def test_every_monitoring_route_declares_its_permission() -> None:
         ("GET", "/alerts"): "monitoring:read",
         ("GET", "/alerts/{alert_id}"): "monitoring:read",
         ("GET", "/monitoring/report"): "monitoring:read",
+        ("GET", "/monitoring/drift"): "monitoring:read",
     }
 
 
