@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 
 from croniter import croniter
 
+from steward.core.time import as_utc
 from steward.errors import InvalidInput
 
 _PERIOD = re.compile(r"^(\d+)\s*([smhd]?)$")
@@ -40,8 +41,7 @@ class Schedule:
 
     def next_after(self, moment: datetime) -> datetime:
         """The first due time strictly after ``moment`` (an aware datetime; a naive one is UTC)."""
-        if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=UTC)
+        moment = as_utc(moment)
         if self.every_s is not None:
             return moment + timedelta(seconds=self.every_s)
         assert self.cron is not None

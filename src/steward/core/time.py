@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import overload
 
 
@@ -27,8 +27,20 @@ def from_ms(ms: int | None) -> datetime | None:
     return datetime.fromtimestamp(ms / 1000, tz=UTC)
 
 
+def as_utc(moment: datetime) -> datetime:
+    """The same moment as an aware UTC ``datetime``; a naive one is taken as UTC."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
 def to_ms(moment: datetime) -> int:
     """Convert an aware ``datetime`` to Unix milliseconds; a naive one is taken as UTC."""
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return int(moment.timestamp() * 1000)
+    return int(as_utc(moment).timestamp() * 1000)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def to_us(moment: datetime) -> int:
+    """Convert a ``datetime`` to integer Unix microseconds, exactly; a naive one is taken as UTC."""
+    return (as_utc(moment) - _EPOCH) // _MICROSECOND

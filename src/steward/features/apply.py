@@ -9,6 +9,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from steward.core.time import from_ms
 from steward.errors import InvalidInput, NotFound
 from steward.features.models import (
     Definition,
@@ -48,7 +49,7 @@ def overlay(stored: Lookup, batch: Sequence[Definition]) -> Lookup:
         found = pending.get((kind, name))
         if found is None:
             return stored(kind, name)
-        return StoredDefinition(kind, name, 0, found.to_spec(), "", {}, _epoch(), "")
+        return StoredDefinition(kind, name, 0, found.to_spec(), "", {}, from_ms(0), "")
 
     return lookup
 
@@ -130,9 +131,3 @@ def compatible(declared: str, actual: str) -> bool:
     if declared == "timestamp":
         return actual.startswith(("timestamp", "date"))
     return actual in _COMPATIBLE.get(declared, ())
-
-
-def _epoch() -> Any:
-    from datetime import UTC, datetime
-
-    return datetime.fromtimestamp(0, UTC)

@@ -13,12 +13,13 @@ row comes back, in order, with its own columns untouched and the features append
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import duckdb
 import numpy as np
 import pyarrow as pa
 
+from steward.core.time import to_us
 from steward.errors import InvalidInput
 from steward.features.models import ViewInput
 from steward.features.offline_data import (
@@ -35,7 +36,6 @@ from steward.features.offline_data import (
 
 __all__ = ["check_view_data", "latest_per_entity", "point_in_time_join", "sample_entities"]
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 
 
@@ -284,7 +284,7 @@ def latest_per_entity(
     with connect(memory_limit, temp_directory) as con:
         data = open_view(con, view_input, "view")
         event = data.epoch(view.timestamp)
-        where = [f"{event} < {_micros(end)}"] + ([] if start is None else [f"{event} >= {_micros(start)}"])
+        where = [f"{event} < {to_us(end)}"] + ([] if start is None else [f"{event} >= {to_us(start)}"])
         where += [f"{quote(k)} IS NOT NULL" for k in view_input.join_keys]
         rank = event
         if view.created_timestamp is not None:
@@ -370,8 +370,3 @@ def _rank(event: str, created: str) -> str:
     64 bits, the created time made unsigned in the low ones. Window functions and ``arg_max`` over it
     are several times cheaper than over a struct."""
     return f"({event}::HUGEINT * 18446744073709551616 + ({created}::HUGEINT + 9223372036854775808))"
-
-
-def _micros(at: datetime) -> int:
-    aware = at if at.tzinfo is not None else at.replace(tzinfo=UTC)
-    return (aware - _EPOCH) // _MICROSECOND

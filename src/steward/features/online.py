@@ -23,7 +23,7 @@ import math
 import numbers
 import time
 from collections.abc import Mapping, Sequence
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from operator import itemgetter
 from pathlib import Path
@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, cast
 import numpy as np
 import orjson
 
+from steward.core.time import to_us
 from steward.core.urls import masked_url
 from steward.errors import InvalidInput
 from steward.features.models import (
@@ -52,7 +53,6 @@ if TYPE_CHECKING:
 KEY_SEPARATOR = "|"
 """Between the parts of a composite entity key (escaped with ``\\`` inside a part)."""
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 _JSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NAIVE_UTC
 _loads = orjson.loads
@@ -270,12 +270,6 @@ def records_from_table(
 # -- reading --------------------------------------------------------------------------------------
 
 
-def _epoch_us(when: datetime) -> int:
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return (when - _EPOCH) // _MICROSECOND
-
-
 def _row_keys(columns: Mapping[str, list[Any]], join_keys: Sequence[str], view: str) -> list[str | None]:
     """Each entity row's key for a view (None for a row missing a key value)."""
     for name in join_keys:
@@ -355,7 +349,7 @@ def read_online(
         raise InvalidInput("the entity rows' columns have different lengths", {"field": "entity_rows"})
     rows = lengths.pop() if lengths else 0
     names = _output_names(columns, views, full_feature_names)
-    now_us = _epoch_us(now) if now is not None else time.time_ns() // 1000
+    now_us = to_us(now) if now is not None else time.time_ns() // 1000
     output: dict[str, list[Any]] = dict(columns)
     statuses: dict[str, list[str]] = {}
     keys_by_join: dict[tuple[str, ...], list[str | None]] = {}

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from steward.core.time import now_ms
+from steward.core.time import as_utc, now_ms
 from steward.errors import InvalidInput, NotFound
 from steward.features import repository as repo
 from steward.features.apply import check_references, check_source, overlay, spec_digest
@@ -356,7 +356,7 @@ class FeatureStore:
         from steward.features.online import records_from_table
 
         self._require("features:write")
-        end = _utc(end) if end is not None else datetime.now(UTC)
+        end = as_utc(end) if end is not None else datetime.now(UTC)
         end = end.replace(microsecond=end.microsecond // 1000 * 1000)  # as stored: milliseconds
         store = self.online
         project = self.platform.project
@@ -375,7 +375,7 @@ class FeatureStore:
                         f"feature view {name!r} is not online", {"field": "views", "view": name}
                     )
                 last = repo.last_window_end(conn, project, name, store.name)
-                plan.append((selection, _utc(start) if start is not None else last))
+                plan.append((selection, as_utc(start) if start is not None else last))
         runs: list[MaterializationRun] = []
         for selection, begin in plan:
             if begin is not None and begin >= end:
@@ -501,7 +501,3 @@ class _OnlinePlan:
     selections: list[Selection]
     views: list[tuple[FeatureView, tuple[str, ...], tuple[str, ...]]]
     pii: list[str]
-
-
-def _utc(when: datetime) -> datetime:
-    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -361,8 +362,6 @@ class MonitoringService:
             InvalidInput: A malformed reference or an unknown column.
             NotFound: A dataset or version that does not exist.
         """
-        from dataclasses import replace
-
         from steward.monitoring.drift import drift
 
         sides = []

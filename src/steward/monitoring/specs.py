@@ -9,10 +9,10 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Final
 
-from steward.core.time import to_ms
+from steward.core.time import as_utc, to_ms
 from steward.errors import InvalidInput
 from steward.monitoring.channels import check_channel
 from steward.monitoring.models import Action, Channel
@@ -172,4 +172,4 @@ def _moment(value: object, field: str) -> datetime:
             ) from None
     if not isinstance(value, datetime):
         raise InvalidInput(f"reference {field} must be a time", {"field": "reference"})
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+    return as_utc(value)
