@@ -66,6 +66,11 @@ class MemoryStore:
         self.reads.append((project, view, list(keys)))
         return [self.rows.get((project, view, k)) for k in keys]
 
+    def read_views(
+        self, project: str, views: Sequence[str], keys: Sequence[str]
+    ) -> list[list[tuple[int, bytes] | None]]:
+        return [self.read(project, view, keys) for view in views]
+
     def delete(self, project: str, view: str) -> int:
         gone = [k for k in self.rows if k[:2] == (project, view)]
         for k in gone:

@@ -111,6 +111,26 @@ def test_reads_follow_the_order_of_the_keys(store: OnlineStore) -> None:
     assert [decode_values(f[1])["i"] if f else None for f in found] == [49, 3, 17, 3, 0, 25]
 
 
+def test_several_views_are_read_at_once_each_in_the_keys_order(store: OnlineStore) -> None:
+    store.write("p", "spend", [("1", 100, _value(s=1.0)), ("3", 300, _value(s=3.0))])
+    store.write("p", "activity", [("3", 30, _value(a=3)), ("2", 20, _value(a=2))])
+    store.write("other", "spend", [("2", 9, _value(s=99.0))])
+
+    keys = ["3", "2", "9", "1"]
+    spend, activity, never = store.read_views("p", ["spend", "activity", "never-written"], keys)
+
+    assert spend == [(300, _value(s=3.0)), None, None, (100, _value(s=1.0))]
+    assert activity == [(30, _value(a=3)), (20, _value(a=2)), None, None]
+    assert never == [None] * 4
+    assert store.read_views("p", ["spend", "activity"], ["1"]) == [[(100, _value(s=1.0))], [None]]
+    assert store.read_views("p", ["spend", "activity"], []) == [[], []]
+    # each view reads as it does alone
+    assert store.read_views("p", ["spend", "activity"], keys) == [
+        store.read("p", "spend", keys),
+        store.read("p", "activity", keys),
+    ]
+
+
 def test_a_project_never_sees_another_projects_values(store: OnlineStore) -> None:
     store.write("alpha", "stats", [("1", 10, _value(owner="alpha"))])
     store.write("beta", "stats", [("1", 20, _value(owner="beta")), ("2", 20, _value(owner="beta"))])

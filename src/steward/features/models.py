@@ -432,7 +432,7 @@ class OnlineStore(Protocol):
     ...                 n += 1
     ...         return n
     ...
-    ...     # … read, delete and close as below.
+    ...     # … read, read_views, delete and close as below.
     """
 
     name: str
@@ -444,6 +444,12 @@ class OnlineStore(Protocol):
 
     def read(self, project: str, view: str, keys: Sequence[str]) -> list[tuple[int, bytes] | None]:
         """Return ``(event time, encoded values)`` per key, in order, None for an unknown entity."""
+        ...
+
+    def read_views(
+        self, project: str, views: Sequence[str], keys: Sequence[str]
+    ) -> list[list[tuple[int, bytes] | None]]:
+        """``read`` of the same keys from several views at once (one statement or round trip), per view."""
         ...
 
     def delete(self, project: str, view: str) -> int:

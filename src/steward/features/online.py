@@ -279,7 +279,13 @@ def _row_keys(columns: Mapping[str, list[Any]], join_keys: Sequence[str], view: 
                 {"field": name, "view": view},
             )
     if len(join_keys) == 1:
-        return [_key_part(v) for v in columns[join_keys[0]]]
+        column = columns[join_keys[0]]
+        kinds = set(map(type, column))
+        if kinds == {int}:  # the common cases, without a call per value
+            return list(map(str, column))
+        if kinds == {str}:
+            return list(column)
+        return [_key_part(v) for v in column]
     keys: list[str | None] = []
     for values in zip(*(columns[k] for k in join_keys), strict=True):
         parts = [p for p in map(_key_part, values) if p is not None]
@@ -321,7 +327,8 @@ def read_online(
     full_feature_names: bool = False,
     now: datetime | None = None,
 ) -> OnlineFeatures:
-    """Read features of every entity row from the online store: one ``store.read`` per view.
+    """Read features of every entity row from the online store: one ``store.read_views`` for the views
+    that share their join keys.
 
     Args:
         store: The online store.
@@ -350,50 +357,65 @@ def read_online(
     rows = lengths.pop() if lengths else 0
     names = _output_names(columns, views, full_feature_names)
     now_us = to_us(now) if now is not None else time.time_ns() // 1000
+    # Views with the same join keys are read together: one store call for all of them.
+    groups: dict[tuple[str, ...], list[int]] = {}
+    for i, (_view, join_keys, _features) in enumerate(views):
+        groups.setdefault(join_keys, []).append(i)
+    answers: list[tuple[list[str], list[list[Any]]]] = [([], [])] * len(views)
+    for join_keys, members in groups.items():
+        keys = _row_keys(columns, join_keys, views[members[0]][0].name)
+        wanted = [k for k in (keys if rows == 1 else dict.fromkeys(keys)) if k is not None]
+        names_read = [views[i][0].name for i in members]
+        found = store.read_views(project, names_read, wanted) if wanted else [[] for _ in members]
+        for i, view_found in zip(members, found, strict=True):
+            view, _keys, features = views[i]
+            cutoff = now_us - view.ttl // _MICROSECOND if view.ttl is not None else None
+            if rows == 1:
+                answers[i] = _answer_one(view_found[0] if view_found else None, features, cutoff)
+            else:
+                answers[i] = _answer_many(keys, wanted, view_found, features, cutoff)
     output: dict[str, list[Any]] = dict(columns)
     statuses: dict[str, list[str]] = {}
-    keys_by_join: dict[tuple[str, ...], list[str | None]] = {}
-    for (view, join_keys, features), own_names in zip(views, names, strict=True):
-        keys = keys_by_join.get(join_keys)
-        if keys is None:
-            keys = keys_by_join[join_keys] = _row_keys(columns, join_keys, view.name)
-        cutoff = now_us - view.ttl // _MICROSECOND if view.ttl is not None else None
-        if rows == 1:
-            status, values = _read_one(store, project, view.name, keys[0], features, cutoff)
-            statuses[view.name] = [status]
-            for name, value in zip(own_names, values, strict=True):
-                output[name] = [value]
-        else:
-            view_statuses, view_values = _read_many(store, project, view.name, keys, features, cutoff)
-            statuses[view.name] = view_statuses
-            output.update(zip(own_names, view_values, strict=True))
+    for (view, _keys, _features), own_names, (view_statuses, view_values) in zip(
+        views, names, answers, strict=True
+    ):
+        statuses[view.name] = view_statuses
+        output.update(zip(own_names, view_values, strict=True))
     return OnlineFeatures(output, statuses)
 
 
-def _read_one(
-    store: OnlineStore, project: str, view: str, key: str | None, features: Sequence[str], cutoff: int | None
-) -> tuple[str, list[Any]]:
+def _answer_one(
+    found: tuple[int, bytes] | None, features: Sequence[str], cutoff: int | None
+) -> tuple[list[str], list[list[Any]]]:
     """The fast path of a single entity row: no dedup, no per-row bookkeeping."""
-    found = store.read(project, view, [key])[0] if key is not None else None
     if found is None:
-        return STATUS_NOT_FOUND, [None] * len(features)
+        return [STATUS_NOT_FOUND], [[None] for _ in features]
     if cutoff is not None and found[0] < cutoff:
-        return STATUS_OUTSIDE_TTL, [None] * len(features)
+        return [STATUS_OUTSIDE_TTL], [[None] for _ in features]
     get = _loads(found[1]).get
-    return STATUS_PRESENT, [get(f) for f in features]
+    return [STATUS_PRESENT], [[get(f)] for f in features]
 
 
-def _read_many(
-    store: OnlineStore,
-    project: str,
-    view: str,
+def _answer_many(
     keys: list[str | None],
+    wanted: list[str],
+    found: list[tuple[int, bytes] | None],
     features: Sequence[str],
     cutoff: int | None,
 ) -> tuple[list[str], list[list[Any]]]:
-    """Statuses and per-feature value lists of many rows, each distinct entity read and decoded once."""
-    wanted = [k for k in dict.fromkeys(keys) if k is not None]
-    found = store.read(project, view, wanted) if wanted else []
+    """Statuses and per-feature value lists of many rows from what the store found for the distinct
+    keys ``wanted`` (each decoded once)."""
+    if len(features) > 1 and wanted and len(wanted) == len(keys) and None not in found:
+        records = cast(list[tuple[int, bytes]], found)
+        if cutoff is None or min(r[0] for r in records) >= cutoff:
+            # Every row a distinct entity, found and fresh: its values in row order, transposed.
+            rows = _loads(b"[" + b",".join([r[1] for r in records]) + b"]")
+            try:
+                values = [list(c) for c in zip(*map(itemgetter(*features), rows), strict=True)]
+            except KeyError:  # a value lacks a feature: the general path gives it None
+                pass
+            else:
+                return [STATUS_PRESENT] * len(keys), values
     states: dict[str | None, str] = {}
     present: list[str] = []
     encoded: list[bytes] = []

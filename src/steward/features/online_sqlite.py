@@ -36,6 +36,10 @@ _READ_ONE = 'SELECT ts, value FROM "{table}" WHERE key = ?'
 # One statement for any number of keys (a JSON array), so the statement cache never churns.
 _READ_MANY = 'SELECT key, ts, value FROM "{table}" WHERE key IN (SELECT value FROM json_each(?))'
 _DELETE = 'DELETE FROM "{table}"'
+# Several views' values of the same keys in one statement: one parse of the keys, one lookup per key and
+# view, rows in the keys' order (each key matches at most one row of a view: its primary key).
+_KEYS_MANY = "json_each(?) AS k"
+_KEYS_ONE = "(SELECT ? AS value) AS k"
 _MMAP_BYTES = 256 * 1024 * 1024
 
 
@@ -44,6 +48,13 @@ def _table(project: str, view: str) -> str:
     if '"' in name:
         raise ServiceUnavailable(f"not a project or view name: {name!r}", {"store": "sqlite"})
     return name
+
+
+def _views_statement(tables: Sequence[str], single: bool) -> str:
+    """The ``read_views`` statement over these tables, for one key or a JSON array of keys."""
+    values = ", ".join(f"v{i}.ts, v{i}.value" for i in range(len(tables)))
+    joins = " ".join(f'LEFT JOIN "{t}" AS v{i} ON v{i}.key = k.value' for i, t in enumerate(tables))
+    return f"SELECT {values} FROM {_KEYS_ONE if single else _KEYS_MANY} {joins}"
 
 
 def _missing(exc: sqlite3.Error) -> bool:
@@ -174,6 +185,41 @@ class SqliteOnlineStore:
             self._fail(exc)
         found = {key: (ts, value) for key, ts, value in rows}
         return [found.get(key) for key in keys]
+
+    def read_views(
+        self, project: str, views: Sequence[str], keys: Sequence[str]
+    ) -> list[list[tuple[int, bytes] | None]]:
+        """Return, per view, ``(event time, encoded values)`` per key, in order (None: unknown entity).
+
+        One statement for every view (a left join of each view's table on the keys), so the keys are
+        parsed once; a view that was never written reads as all unknown.
+
+        Raises:
+            ServiceUnavailable: If the database cannot be read.
+        """
+        if not keys or not views:
+            return [[] if not keys else [None] * len(keys) for _ in views]
+        if len(views) == 1:
+            return [self.read(project, views[0], keys)]
+        try:
+            conn: _Connection = self._local.conn
+        except AttributeError:
+            conn = self._connect()
+        tables = [_table(project, view) for view in views]
+        try:
+            rows = conn.execute(
+                _views_statement(tables, len(keys) == 1),
+                (keys[0],) if len(keys) == 1 else (orjson.dumps(list(keys)).decode(),),
+            ).fetchall()
+        except sqlite3.Error as exc:
+            if _missing(exc):  # a view never written: read the views one by one
+                return [self.read(project, view, keys) for view in views]
+            self._fail(exc)
+        found: list[list[tuple[int, bytes] | None]] = []
+        for i in range(len(views)):
+            ts_at, value_at = 2 * i, 2 * i + 1
+            found.append([None if row[ts_at] is None else (row[ts_at], row[value_at]) for row in rows])
+        return found
 
     def delete(self, project: str, view: str) -> int:
         """Remove every entity of a view; return how many there were.
