@@ -297,6 +297,38 @@ def test_the_database_renders_entries_as_python_does(
         assert rendered.all() == expected  # else verify still works, but re-renders every entry in Python
 
 
+@pytest.mark.postgres
+def test_postgres_batches_of_sound_entries_pass_the_fast_check_and_others_go_to_the_walk(
+    postgres_url: str, tmp_path: Path, signer: signing.Ed25519Signer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = MetadataStore(postgres_url)
+    try:
+        write(store, 12, signer)
+        with store.read() as conn:
+            lines = _copy_lines(conn)
+        genesis = audit.GENESIS.encode()
+        assert audit_copy.chained(lines, genesis, 1)
+        assert audit_copy.chained(lines[4:], audit_copy.stored_hash(lines[3]).encode(), 5)
+        assert not audit_copy.chained(lines, genesis, 2)  # not the entry expected next
+        assert not audit_copy.chained(lines[1:], genesis, 2)  # does not follow the hash given
+        assert not audit_copy.chained([lines[0], lines[2], lines[1]], genesis, 1)  # reordered
+        edited = lines[5].replace(b"\tok\t", b"\tfailed\t")
+        assert not audit_copy.chained([*lines[:5], edited, *lines[6:]], genesis, 1)
+
+        # A batch the fast check refuses is judged by the walk, which names the entry.
+        calls: list[int] = []
+        real = audit_copy.chained
+        monkeypatch.setattr(audit_copy, "chained", lambda *a: calls.append(1) or real(*a))
+        assert check(store, signer.public_key).ok and calls
+        sql(store, "UPDATE audit_log SET outcome = 'failed' WHERE seq = 6")
+        assert_bad(check(store, signer.public_key), 6, Reason.HASH_MISMATCH)
+        sql(store, "UPDATE audit_checkpoints SET hash = :h WHERE seq = 10", h="0" * 64)
+        sql(store, "UPDATE audit_log SET outcome = 'ok' WHERE seq = 6")
+        assert_bad(check(store, signer.public_key), 10, Reason.CHECKPOINT_MISMATCH)
+    finally:
+        store.dispose()
+
+
 def _copy_lines(conn: Connection) -> list[bytes]:
     dbapi = conn.connection.driver_connection
     assert dbapi is not None

@@ -202,6 +202,22 @@ class _Walk:
         self.previous, self.expected = previous, expected
         return self.bad is None
 
+    def advance(self, last: int, stored_of: Callable[[int], str], cps: Mapping[int, Checkpoint]) -> bool:
+        """Move past entries ``expected`` to ``last``, which the caller found contiguous, chained and
+        matching their hashes; check the checkpoints among them (``stored_of`` gives an entry's hash).
+        Return False at the first bad checkpoint (then in ``bad``)."""
+        first = self.expected
+        marks = {seq for seq in cps if first <= seq <= last}
+        if self.every:
+            marks.update(range(-(-first // self.every) * self.every, last + 1, self.every))
+        for seq in sorted(marks):
+            self.bad = self._checkpoint(seq, stored_of(seq), cps.get(seq))
+            if self.bad is not None:
+                self.previous, self.expected = stored_of(seq - 1) if seq > first else self.previous, seq
+                return False
+        self.previous, self.expected = stored_of(last), last + 1
+        return True
+
     @staticmethod
     def _diagnose(
         seq: int, prev_hash: str, stored: str, previous: str, expected: int,
@@ -345,8 +361,16 @@ def _walk_postgres(conn: Connection, dbapi: Any, walk: _Walk, last: int) -> None
     for after in range(0, last, _PG_RANGE):
         end = min(after + _PG_RANGE, last)
         checkpoints = _checkpoints_between(conn, after, end)
-        for rows in audit_copy.stream(dbapi, after, end):
-            if not walk.feed(rows, checkpoints):
+        for lines in audit_copy.stream(dbapi, after, end):
+            first = walk.expected
+            if audit_copy.chained(lines, walk.previous.encode(), first):
+
+                def stored_of(seq: int, lines: list[bytes] = lines, first: int = first) -> str:
+                    return audit_copy.stored_hash(lines[seq - first])
+
+                if not walk.advance(first + len(lines) - 1, stored_of, checkpoints):
+                    return
+            elif not walk.feed(audit_copy.digests(lines), checkpoints):
                 return
 
 
