@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
+from steward.core.time import to_us
 from steward.errors import AlreadyExists, Conflict, InvalidInput, NotFound
-from steward.tracking.models import MetricSeries, RunStatus, SystemInfo, TrackingBackend
+from steward.tracking.fluent import columns_to_frame
+from steward.tracking.models import (
+    RUN_BASE_COLUMNS,
+    MetricSeries,
+    RunStatus,
+    SystemInfo,
+    TrackingBackend,
+    run_columns,
+)
 
 
 def series(key: str, values: list[float], steps: list[int] | None = None, stamp: int = 1_000) -> MetricSeries:
@@ -169,6 +180,28 @@ def test_search_filters_and_orders(tracking: TrackingBackend) -> None:
     found = tracking.search_runs(["churn"], "params.model in ('rf') or metrics.auc < 0.9", ["run_name"])
     assert [r.name for r in found] == ["b", "c"]
     assert len(tracking.search_runs(["churn"], max_results=2)) == 2
+
+
+def test_search_by_column_holds_what_the_runs_hold(tracking: TrackingBackend) -> None:
+    ids = _populate(tracking)
+    tracking.set_tags(ids["c"], {"team": "risk"})
+    tracking.log_metrics(ids["b"], [series("loss", [0.4])])
+    tracking.end_run(ids["a"], RunStatus.FINISHED)
+    query = ("churn",), "params.model = 'lr' or metrics.auc > 0.96", ["run_name"]
+
+    columns = tracking.search_run_columns(*query)
+    runs = tracking.search_runs(*query)
+
+    pd.testing.assert_frame_equal(columns_to_frame(columns), columns_to_frame(run_columns(runs)))
+    assert columns["run_id"] == [ids[n] for n in "abcd"]
+    assert list(columns) == [*RUN_BASE_COLUMNS, "metrics.auc", "metrics.loss", "params.model", "tags.team"]
+    assert columns["metrics.auc"] == [0.95, 0.85, 0.97, 0.91]
+    assert [v == 0.4 for v in columns["metrics.loss"]] == [False, True, False, False]
+    assert [isinstance(v, float) and math.isnan(v) for v in columns["tags.team"]] == [True, True, False, True]
+    assert columns["end_time"][0] is not None and columns["end_time"][1:] == [None, None, None]
+    assert columns["start_time"] == [to_us(r.start_time) // 1000 for r in runs]
+    empty = tracking.search_run_columns(["churn"], "metrics.auc > 2")
+    assert empty == {name: [] for name in RUN_BASE_COLUMNS}
 
 
 @pytest.mark.parametrize(

@@ -24,7 +24,15 @@ import numpy as np
 from steward.client.http import HttpClient, segment
 from steward.core.names import validate_key, validate_name
 from steward.errors import AlreadyExists, IntegrityError, InvalidInput, NotFound
-from steward.tracking.models import Artifact, Experiment, MetricSeries, Run, RunStatus, SystemInfo
+from steward.tracking.models import (
+    Artifact,
+    Experiment,
+    MetricSeries,
+    Run,
+    RunStatus,
+    SystemInfo,
+    run_columns,
+)
 from steward.tracking.validation import check_artifact_path, check_metric_arrays, param_text, tag_text
 
 _CHUNK = 1024 * 1024
@@ -315,6 +323,22 @@ class RemoteTrackingService:
             "include_deleted": include_deleted,
         }
         return [Run.from_json(r) for r in self.http.json("POST", "/runs/search", body)["runs"]]
+
+    def search_run_columns(
+        self,
+        experiments: Sequence[str],
+        filter: str = "",
+        order_by: Sequence[str] = (),
+        max_results: int = 1000,
+        include_deleted: bool = False,
+    ) -> dict[str, list[Any]]:
+        """``search_runs`` laid out by column (``run_columns``: times in epoch ms).
+
+        Raises:
+            NotFound: If an experiment does not exist.
+            InvalidInput: For a malformed filter or order, or ``max_results`` out of range.
+        """
+        return run_columns(self.search_runs(experiments, filter, order_by, max_results, include_deleted))
 
     def delete_run(self, run_id: str) -> None:
         """Soft-delete a run.

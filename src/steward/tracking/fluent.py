@@ -27,7 +27,15 @@ from steward.core.time import now_ms
 from steward.errors import InvalidInput, StewardError
 from steward.tracking import environment
 from steward.tracking.buffer import MetricBuffer
-from steward.tracking.models import Artifact, MetricSeries, Run, RunStatus, TrackingBackend
+from steward.tracking.models import (
+    RUN_BASE_COLUMNS,
+    Artifact,
+    MetricSeries,
+    Run,
+    RunStatus,
+    TrackingBackend,
+    run_columns,
+)
 
 log = logging.getLogger(__name__)
 
@@ -486,30 +494,24 @@ def search_runs(
     backend, _ = _backend()
     names = [experiments] if isinstance(experiments, str) else list(experiments)
     _flush_if_active()
-    found = backend.search_runs(names, filter, list(order_by), max_results, include_deleted)
-    return runs_to_frame(found)
+    columns = backend.search_run_columns(names, filter, list(order_by), max_results, include_deleted)
+    return columns_to_frame(columns)
 
 
 def runs_to_frame(found: Sequence[Run]) -> pd.DataFrame:
     """Lay runs out as a DataFrame (the shape ``search_runs`` returns)."""
-    base = ["run_id", "experiment_id", "run_name", "status", "start_time", "end_time", "parent_run_id"]
-    if not found:
-        return pd.DataFrame(columns=base)
-    # Column by column: a third of the time of building one dict per run and letting pandas align them.
-    data: dict[str, list[Any]] = {
-        "run_id": [r.id for r in found],
-        "experiment_id": [r.experiment_id for r in found],
-        "run_name": [r.name for r in found],
-        "status": [r.status.value for r in found],
-        "start_time": [r.start_time for r in found],
-        "end_time": [r.end_time for r in found],
-        "parent_run_id": [r.parent_run_id for r in found],
-    }
-    missing = float("nan")
-    for prefix, attr in (("metrics.", "metrics"), ("params.", "params"), ("tags.", "tags")):
-        keys = sorted({k for r in found for k in getattr(r, attr)})
-        for key in keys:
-            data[prefix + key] = [getattr(r, attr).get(key, missing) for r in found]
+    return columns_to_frame(run_columns(found))
+
+
+def columns_to_frame(columns: Mapping[str, list[Any]]) -> pd.DataFrame:
+    """The DataFrame of ``run_columns``' layout: times become UTC timestamps (NaT for a run still going)."""
+    if not columns.get("run_id"):
+        return pd.DataFrame(columns=list(RUN_BASE_COLUMNS))
+    data: dict[str, Any] = dict(columns)
+    for name in ("start_time", "end_time"):
+        # NumPy turns None into NaT; a third of the time of pandas.to_datetime on a list.
+        millis = np.array(columns[name], dtype="datetime64[ms]").astype("datetime64[us]")
+        data[name] = pd.DatetimeIndex(millis).tz_localize("UTC")
     return pd.DataFrame(data)
 
 

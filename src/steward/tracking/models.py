@@ -13,6 +13,8 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
+from steward.core.time import to_us
+
 
 class RunStatus(StrEnum):
     """The life of a run: RUNNING, then FINISHED, FAILED (an exception) or KILLED (a signal)."""
@@ -249,6 +251,17 @@ class TrackingBackend(Protocol):
         """Return runs of the named experiments matching ``filter``, sorted by ``order_by``."""
         ...
 
+    def search_run_columns(
+        self,
+        experiments: Sequence[str],
+        filter: str = "",
+        order_by: Sequence[str] = (),
+        max_results: int = 1000,
+        include_deleted: bool = False,
+    ) -> dict[str, list[Any]]:
+        """``search_runs`` laid out by column (``run_columns``' shape), for ``steward.search_runs``."""
+        ...
+
     def delete_run(self, run_id: str) -> None:
         """Soft-delete a run (hidden from search, restorable)."""
         ...
@@ -256,3 +269,29 @@ class TrackingBackend(Protocol):
     def restore_run(self, run_id: str) -> None:
         """Undo ``delete_run``."""
         ...
+
+
+RUN_BASE_COLUMNS = (
+    "run_id", "experiment_id", "run_name", "status", "start_time", "end_time", "parent_run_id",
+)  # fmt: skip
+"""The columns of every search result, before its ``metrics.*``, ``params.*`` and ``tags.*``."""
+
+
+def run_columns(found: Sequence[Run]) -> dict[str, list[Any]]:
+    """Runs laid out by column: ``RUN_BASE_COLUMNS`` (times as epoch milliseconds, None for a run still
+    going), then ``metrics.<key>``, ``params.<key>`` and ``tags.<key>`` for every key any run has, each
+    group sorted by key, NaN where a run lacks the key."""
+    columns: dict[str, list[Any]] = {
+        "run_id": [r.id for r in found],
+        "experiment_id": [r.experiment_id for r in found],
+        "run_name": [r.name for r in found],
+        "status": [r.status.value for r in found],
+        "start_time": [to_us(r.start_time) // 1000 for r in found],
+        "end_time": [to_us(r.end_time) // 1000 if r.end_time is not None else None for r in found],
+        "parent_run_id": [r.parent_run_id for r in found],
+    }
+    missing = float("nan")
+    for kind in ("metrics", "params", "tags"):
+        for key in sorted({k for r in found for k in getattr(r, kind)}):
+            columns[f"{kind}.{key}"] = [getattr(r, kind).get(key, missing) for r in found]
+    return columns

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -30,7 +31,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from steward.core.time import from_ms
 from steward.errors import Conflict, NotFound
 from steward.store.tables import artifacts, experiments, latest_metrics, metric_chunks, params, runs, tags
-from steward.tracking.models import Artifact, Experiment, MetricSeries, Run, RunStatus
+from steward.tracking.models import RUN_BASE_COLUMNS, Artifact, Experiment, MetricSeries, Run, RunStatus
 from steward.tracking.search import ATTRIBUTES, Expr, Field, to_sql
 
 # Hot statements are built once: constructing a SELECT costs ~4x more than executing a cached one.
@@ -82,6 +83,34 @@ def _extras(where: Any) -> Any:
 
 _EXTRAS_OF_RUN = _extras(lambda column: column == bindparam("run_id"))
 _EXTRAS_OF_RUNS = _extras(lambda column: column.in_(bindparam("run_ids", expanding=True)))
+# The same for a search's page of runs, through the driver: the ids go as one parameter (a JSON array, a
+# PostgreSQL array), and the rows come back as plain tuples; SQLAlchemy's expanding IN and result rows
+# cost as much as the query.
+_EXTRAS_SQL = (
+    "SELECT run_id, 'params', key, value, CAST(NULL AS DOUBLE PRECISION) FROM params WHERE run_id {match} "
+    "UNION ALL SELECT run_id, 'tags', key, value, NULL FROM tags WHERE run_id {match} "
+    "UNION ALL SELECT run_id, 'metrics', key, CAST(NULL AS TEXT), value FROM latest_metrics "
+    "WHERE run_id {match}"
+)
+_EXTRAS_BY_DIALECT = {
+    "sqlite": _EXTRAS_SQL.format(match="IN (SELECT value FROM json_each(?1))"),
+    "postgresql": _EXTRAS_SQL.format(match="= ANY(%(ids)s)"),
+}
+
+
+def _extras_of_runs(conn: Connection, ids: list[str]) -> list[tuple[str, str, str, str | None, float | None]]:
+    """``(run_id, kind, key, text, number)`` of everything attached to the runs ``ids``."""
+    statement = _EXTRAS_BY_DIALECT.get(conn.dialect.name)
+    if statement is None:
+        return [tuple(row) for row in conn.execute(_EXTRAS_OF_RUNS, {"run_ids": ids})]
+    dbapi = conn.connection.driver_connection
+    assert dbapi is not None
+    cursor = dbapi.cursor()
+    try:
+        cursor.execute(statement, (json.dumps(ids),) if conn.dialect.name == "sqlite" else {"ids": ids})
+        return list(cursor.fetchall())
+    finally:
+        cursor.close()
 
 
 def _dialect_statements(dialect: Any) -> dict[str, Any]:
@@ -391,7 +420,60 @@ def search_runs(
     include_deleted: bool,
 ) -> list[Run]:
     """Return runs of the experiments that match ``where``, ordered, up to ``max_results``."""
-    query = select(runs).where(runs.c.experiment_id.in_(list(experiment_ids)))
+    query = _search_query(select(runs), experiment_ids, where, order, max_results, include_deleted)
+    return load_runs(conn, conn.execute(query).all())
+
+
+_COLUMN_RUN_FIELDS = (
+    runs.c.id, runs.c.experiment_id, runs.c.name, runs.c.status, runs.c.start_time, runs.c.end_time,
+    runs.c.parent_run_id,
+)  # fmt: skip
+
+
+def search_run_columns(
+    conn: Connection,
+    experiment_ids: Sequence[str],
+    where: Expr | None,
+    order: Sequence[tuple[Field, bool]],
+    max_results: int,
+    include_deleted: bool,
+) -> dict[str, list[Any]]:
+    """``search_runs`` laid out by column (``models.run_columns``' shape), without a ``Run`` per row."""
+    query = _search_query(
+        select(*_COLUMN_RUN_FIELDS), experiment_ids, where, order, max_results, include_deleted
+    )
+    rows = conn.execute(query).all()
+    if not rows:
+        return {name: [] for name in RUN_BASE_COLUMNS}
+    columns: dict[str, list[Any]] = dict(
+        zip(RUN_BASE_COLUMNS, map(list, zip(*rows, strict=True)), strict=True)
+    )
+    position = {run_id: i for i, run_id in enumerate(columns["run_id"])}
+    ids = columns["run_id"]
+    extras: dict[str, dict[str, list[Any]]] = {"metrics": {}, "params": {}, "tags": {}}
+    missing, n = float("nan"), len(ids)
+    for start in range(0, n, 5000):
+        for run_id, kind, key, text, number in _extras_of_runs(conn, ids[start : start + 5000]):
+            values = extras[kind].get(key)
+            if values is None:
+                values = extras[kind][key] = [missing] * n
+            values[position[run_id]] = number if kind == "metrics" else text
+    for kind in ("metrics", "params", "tags"):
+        for key in sorted(extras[kind]):
+            columns[f"{kind}.{key}"] = extras[kind][key]
+    return columns
+
+
+def _search_query(
+    query: Any,
+    experiment_ids: Sequence[str],
+    where: Expr | None,
+    order: Sequence[tuple[Field, bool]],
+    max_results: int,
+    include_deleted: bool,
+) -> Any:
+    """``query`` (a SELECT from ``runs``) narrowed to the search, ordered and limited."""
+    query = query.where(runs.c.experiment_id.in_(list(experiment_ids)))
     if not include_deleted:
         query = query.where(runs.c.deleted_at.is_(None))
     if where is not None:
@@ -408,8 +490,7 @@ def search_runs(
         order_columns.append(case((column.is_(None), 1), else_=0))
         order_columns.append(column.desc() if descending else column.asc())
     order_columns += [runs.c.start_time.desc(), runs.c.id.desc()]
-    rows = conn.execute(query.order_by(*order_columns).limit(max_results)).all()
-    return load_runs(conn, rows)
+    return query.order_by(*order_columns).limit(max_results)
 
 
 def count_metric_points(conn: Connection, run_ids: Sequence[str]) -> int:

@@ -412,24 +412,39 @@ class TrackingService:
             NotFound: If an experiment does not exist.
             InvalidInput: For a malformed filter or order, or ``max_results`` out of 1..50,000.
         """
-        if isinstance(experiments, str):
-            experiments = [experiments]
-        if (
-            isinstance(max_results, bool)
-            or not isinstance(max_results, int)
-            or not (0 < max_results <= MAX_SEARCH_RESULTS)
-        ):
-            raise InvalidInput(f"max_results must be 1..{MAX_SEARCH_RESULTS}", {"field": "max_results"})
-        where = parse_filter(filter)
-        order = parse_order_by(list(order_by))
+        where, order = _search_terms(filter, order_by, max_results)
         with self._db.read() as conn:
-            ids = []
-            for name in experiments:
-                found = repo.find_experiment(conn, self.platform.project, name)
-                if found is None:
-                    raise NotFound(f"experiment {name!r} not found", {"field": "experiment"})
-                ids.append(found.id)
+            ids = self._experiment_ids(conn, experiments)
             return repo.search_runs(conn, ids, where, order, max_results, include_deleted)
+
+    def search_run_columns(
+        self,
+        experiments: Sequence[str],
+        filter: str = "",
+        order_by: Sequence[str] = (),
+        max_results: int = 1000,
+        include_deleted: bool = False,
+    ) -> dict[str, list[Any]]:
+        """``search_runs`` laid out by column (``repository.search_run_columns``: times in epoch ms), the
+        shape ``steward.search_runs`` turns into a DataFrame.
+
+        Raises:
+            NotFound: If an experiment does not exist.
+            InvalidInput: For a malformed filter or order, or ``max_results`` out of 1..50,000.
+        """
+        where, order = _search_terms(filter, order_by, max_results)
+        with self._db.read() as conn:
+            ids = self._experiment_ids(conn, experiments)
+            return repo.search_run_columns(conn, ids, where, order, max_results, include_deleted)
+
+    def _experiment_ids(self, conn: Any, experiments: Sequence[str]) -> list[str]:
+        ids = []
+        for name in [experiments] if isinstance(experiments, str) else experiments:
+            found = repo.find_experiment(conn, self.platform.project, name)
+            if found is None:
+                raise NotFound(f"experiment {name!r} not found", {"field": "experiment"})
+            ids.append(found.id)
+        return ids
 
     def delete_run(self, run_id: str) -> None:
         """Soft-delete a run: it leaves search results but keeps its data until restored.
@@ -458,3 +473,14 @@ class TrackingService:
                 raise Conflict(f"run {run_id} is not deleted", {"field": "run_id"})
             repo.update_run(conn, run_id, {"deleted_at": None})
             self._record(conn, "run.restore", "run", run_id)
+
+
+def _search_terms(filter: str, order_by: Sequence[str], max_results: int) -> tuple[Any, Any]:
+    """The parsed filter and order of a search, once ``max_results`` is checked."""
+    if (
+        isinstance(max_results, bool)
+        or not isinstance(max_results, int)
+        or not (0 < max_results <= MAX_SEARCH_RESULTS)
+    ):
+        raise InvalidInput(f"max_results must be 1..{MAX_SEARCH_RESULTS}", {"field": "max_results"})
+    return parse_filter(filter), parse_order_by(list(order_by))
