@@ -108,8 +108,9 @@ def test_the_two_proportion_z_test_matches_the_hand_computation_and_scipy() -> N
     half = 1.959964 * math.sqrt(0.2 * 0.8 / 1000 + 0.25 * 0.75 / 1000)
     assert (found.ci_low, found.ci_high) == (pytest.approx(0.05 - half), pytest.approx(0.05 + half))
     assert found.effect == pytest.approx(0.05) and found.relative_effect == pytest.approx(0.25)
-    assert found.significant and found.enough
     assert found.required_per_arm == 1094  # the textbook sample for 20% -> 25% at alpha 0.05, power 0.8
+    assert found.significant and not found.enough  # 1000 per arm: short of the 1094 this effect needs
+    assert "short of the 1094 each arm needs" in found.sample and found.to_json()["sample"] == found.sample
 
 
 def test_a_small_sample_is_reported_as_not_large_enough() -> None:
@@ -118,6 +119,36 @@ def test_a_small_sample_is_reported_as_not_large_enough() -> None:
     assert found.required_per_arm is not None and found.required_per_arm > 20
     same = two_proportion_ztest(10, 10, 10, 10)
     assert (same.statistic, same.p_value, same.required_per_arm) == (0.0, 1.0, None)
+
+
+@pytest.mark.parametrize(("n", "enough"), [(1080, False), (1100, True)])
+def test_a_proportions_sample_is_large_enough_from_the_size_its_effect_needs(n: int, enough: bool) -> None:
+    found = two_proportion_ztest(n // 5, n, n // 4, n, min_samples=100)  # 20% against 25%, as above
+    assert found.required_per_arm == 1094 and found.enough is enough
+    assert ("at least the 1094" if enough else "short of the 1094") in found.sample
+
+
+@pytest.mark.parametrize(("n", "enough"), [(313, False), (314, True)])
+def test_a_means_sample_is_large_enough_from_the_size_its_effect_needs(n: int, enough: bool) -> None:
+    # (z_0.975 + z_0.8)^2 x (20 + 20) / 1^2 = 313.96...: 314 per arm detect a difference of 1.
+    found = welch_ttest(10.0, 20.0, n, 11.0, 20.0, n, min_samples=100)
+    assert found.required_per_arm == 314 and found.enough is enough
+
+
+def test_min_samples_still_counts_when_the_effect_needs_fewer() -> None:
+    found = welch_ttest(10.0, 20.0, 400, 11.0, 20.0, 400, min_samples=500)
+    assert found.required_per_arm == 314 and not found.enough
+    assert "short of the 500 each arm needs" in found.sample
+
+
+def test_a_sample_size_that_cannot_be_computed_is_never_large_enough() -> None:
+    same = welch_ttest(10.0, 4.0, 10_000, 10.0, 4.0, 10_000)  # no effect: no sample detects it
+    assert same.required_per_arm is None and not same.enough
+    assert "cannot be computed" in same.sample
+    tiny = welch_ttest(10.0, 4.0, 10_000, 10.0 + 1e-170, 4.0, 10_000)  # its square underflows
+    assert tiny.required_per_arm is None and not tiny.enough
+    flat = two_proportion_ztest(500, 1000, 500, 1000)
+    assert flat.required_per_arm is None and not flat.enough and "cannot be computed" in flat.sample
 
 
 def test_welch_matches_scipy_on_raw_samples() -> None:
@@ -130,7 +161,8 @@ def test_welch_matches_scipy_on_raw_samples() -> None:
     assert found.df == pytest.approx(expected.df)
     interval = expected.confidence_interval(0.95)
     assert (found.ci_low, found.ci_high) == (pytest.approx(interval.low), pytest.approx(interval.high))
-    assert found.effect == pytest.approx(b.mean() - a.mean()) and found.enough
+    assert found.effect == pytest.approx(b.mean() - a.mean())
+    assert found.required_per_arm is not None and found.required_per_arm > len(b) and not found.enough
 
 
 def test_ab_test_picks_the_test_by_metric_and_says_why_when_it_cannot_run() -> None:
@@ -149,3 +181,9 @@ def test_ab_test_picks_the_test_by_metric_and_says_why_when_it_cannot_run() -> N
     assert "no test yet" in str(ab_test({"n": 0}, b, RolloutOptions()))
     no_var = ab_test({**a, "label_var": None}, b, parse_options(Strategy.AB, {"metric": "label_mean"}))
     assert isinstance(no_var, str) and "variance" in no_var
+
+
+def test_welch_with_variances_too_small_to_square_still_gives_a_finite_answer() -> None:
+    found = welch_ttest(1.0, 1e-170, 50, 1.0 + 1e-80, 1e-170, 50)
+    assert math.isfinite(found.p_value) and math.isfinite(found.ci_low) and math.isfinite(found.ci_high)
+    assert found.df == 98.0

@@ -14,6 +14,7 @@ from steward.deploy import strategies
 from steward.deploy.analysis import two_proportion_ztest
 from steward.deploy.controller import Controller, FixedReadiness, _decide
 from steward.deploy.models import Rollout, RolloutState
+from steward.errors import InvalidInput
 from steward.serving.labels import log_labels
 from steward.serving.models import PredictionRecord
 from steward.serving.prediction_log import PredictionLog
@@ -231,7 +232,30 @@ def test_ab_results_test_the_labelled_outcomes_of_each_arm(deploy_env: DeployEnv
     a, b = found["arms"]
     assert (a["arm"], a["version"], a["outcome"], a["outcomes"]["n"]) == ("A", "1.0.0", 0.8, 300)
     assert (b["arm"], b["role"], b["outcome"]) == ("B", "candidate", 0.9)
-    assert "significant at 0.05" in found["summary"]
+    assert "significant at 0.05" in found["summary"] and "too small" not in found["summary"]
+    assert test["required_per_arm"] == 199 and "at least the 200 each arm needs" in test["sample"]
     assert deploy.advance("churn")["action"] == "waiting"  # an A/B test is decided by a person
     deploy.promote("churn", reason="B wins")
     assert plan(deploy_env) == [("1.1.0", "stable", 1.0), ("1.0.0", "standby", 0.0)]
+
+
+def test_ab_results_say_when_the_sample_is_short_of_what_the_effect_needs(deploy_env: DeployEnv) -> None:
+    deploy = deploy_env.deploy
+    deploy.create_endpoint("churn", "churn", "1.0.0", sticky_key="user")
+    deploy.start_rollout("churn", "ab", "1.1.0", {"min_samples": 100})
+    log_answers(deploy_env, "1.0.0", "stable", [True] * 160 + [False] * 40, "a")  # 80%
+    log_answers(deploy_env, "1.1.0", "candidate", [True] * 170 + [False] * 30, "b")  # 85%
+    found = deploy.results("churn")
+    test = found["test"]
+    assert not test["enough"] and test["required_per_arm"] > 200  # above min_samples, short of the need
+    assert f"short of the {test['required_per_arm']} each arm needs" in found["summary"]
+
+
+@pytest.mark.parametrize("interval", [0.0, -1.0, float("nan"), float("inf")])
+def test_a_controller_interval_that_is_not_a_positive_number_is_refused(
+    deploy_env: DeployEnv, interval: float
+) -> None:
+    with pytest.raises(InvalidInput) as refused:
+        Controller(deploy_env.platform, interval=interval)
+    assert refused.value.details == {"field": "interval"}
+    assert "positive number of seconds" in refused.value.message

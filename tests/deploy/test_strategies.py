@@ -61,7 +61,8 @@ def test_every_plan_of_every_strategy_is_a_valid_traffic_plan(strategy: Strategy
         assert sum(a.weight for a in plan.live) == pytest.approx(1.0)
 
 
-def test_rolling_back_gives_the_baseline_everything_and_keeps_a_live_candidate_loaded() -> None:
+def test_rolling_back_gives_the_baseline_everything_and_lists_a_live_candidate_at_weight_0() -> None:
+    # Listed, not loaded: a server releases a live arm at weight 0 (tests/serving/test_router.py).
     canary = strategies.rollback(Strategy.CANARY, "1.0.0", "1.1.0", 1, active=True)
     assert canary.arms == (Arm("1.0.0", "stable", 1.0), Arm("1.1.0", "canary", 0.0))
     assert canary.state is RolloutState.ROLLED_BACK

@@ -121,6 +121,7 @@ def _cases(record: dict[str, float]) -> list[tuple[str, str, Any, int, str | Non
         ("unknown-oip-model", "/v2/models/nope/infer", _oip(column), 404, "model"),
         ("unknown-version", "/v2/models/bc/versions/9.9.9/infer", _oip(column), 404, "version"),
         ("unknown-route", "/v3/anything", {}, 404, "path"),
+        ("unknown-oip-route", "/v2/anything", {}, 404, "path"),
     ]
 
 
@@ -136,9 +137,16 @@ def _still_serving(url: str, record: dict[str, float]) -> None:
 
 
 def _assert_error(answer: httpx.Response, status: int, field: str | None) -> dict[str, Any]:
+    """Check the status and the error body of the route's family; return ``{code, message, details}``."""
     assert answer.status_code == status, answer.text
-    error = answer.json()["error"]
-    assert set(error) == {"code", "message", "details"} and error["message"]
+    body = answer.json()
+    if answer.request.url.path.startswith("/v2"):  # the protocol's {"error": "<message>"}, plus ours
+        assert set(body) == {"error", "code", "details"} and isinstance(body["error"], str), body
+        error = {"code": body["code"], "message": body["error"], "details": body["details"]}
+    else:
+        error = body["error"]
+        assert set(body) == {"error"} and set(error) == {"code", "message", "details"}, body
+    assert error["message"] and isinstance(error["details"], dict)
     if field is not None:
         assert error["details"].get("field") == field, error
     assert answer.headers["x-request-id"]
@@ -153,6 +161,21 @@ def test_every_bad_request_is_a_named_4xx_and_the_server_goes_on(url: str, recor
         except AssertionError as exc:
             raise AssertionError(f"case {name}: {exc}") from None
         _still_serving(url, record)
+
+
+def test_oip_routes_answer_the_protocols_error_body_and_predict_keeps_stewards(url: str) -> None:
+    tensor = {"name": "x", "shape": [1], "datatype": "FP64", "data": [1]}
+    oip = _post(url, "/v2/models/nope/infer", _oip([tensor]))
+    plain = _post(url, "/predict/nope", {"records": [{"x": 1}]})
+    assert oip.status_code == plain.status_code == 404
+    message = "no endpoint or model named 'nope' is served here"
+    assert oip.json() == {"error": message, "code": "not_found", "details": {"field": "model"}}
+    assert plain.json() == {"error": {"code": "not_found", "message": message, "details": {"field": "model"}}}
+    metadata = httpx.get(f"{url}/v2/models/nope", timeout=30)
+    assert metadata.status_code == 404 and metadata.json()["error"] == message
+    wrong = httpx.put(f"{url}/v2/models/bc/infer", timeout=30)
+    assert wrong.status_code == 405 and wrong.json()["code"] == "method_not_allowed"
+    assert isinstance(wrong.json()["error"], str)
 
 
 def test_refusal_messages_name_the_problem(url: str, record: dict[str, float]) -> None:

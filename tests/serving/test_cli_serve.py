@@ -9,13 +9,19 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
+from steward.cli import serve as serve_cli
 from steward.cli.serve import main
-from steward.serving.stats import read_windows
+from steward.deploy.controller import DEFAULT_INTERVAL_S, Controller
+from steward.errors import InvalidInput
+from steward.serving.server import ServeOptions
+from steward.serving.stats import DEFAULT_WINDOW_SECONDS, read_windows
 from steward.store.platform import Platform
 from tests.serving.conftest import Models, wait_for
 
@@ -99,9 +105,92 @@ def test_two_workers_serve_one_port_and_sum_their_metrics(models: Models, tmp_pa
     assert totals["1.0.0"].requests == 24  # each worker wrote its own rows at shutdown
 
 
-def test_serve_lists_its_options(capsys: pytest.CaptureFixture[str]) -> None:
+def test_serve_lists_its_options(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "200")  # wide enough that no option's name is cut short
     main(["--help"])
     out = capsys.readouterr().out
     for option in ("--config", "--endpoint", "--workers", "--max-batch-size", "--max-wait-ms",
-                   "--max-request-bytes", "--auth", "--log-sample-rate"):  # fmt: skip
+                   "--max-request-bytes", "--auth", "--log-sample-rate", "--window-seconds",
+                   "--controller-interval"):  # fmt: skip
         assert option in out
+
+
+@pytest.fixture
+def started(models: Models, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
+    """Run ``main`` up to the server: what it would serve with and the controller it starts are kept."""
+    monkeypatch.setenv("STEWARD_HOME", str(models.home))
+    seen: dict[str, Any] = {}
+    monkeypatch.setattr("steward.serving.server.check_source", lambda options, settings: ["churn"])
+    monkeypatch.setattr(
+        "steward.serving.server.run", lambda options, settings: seen.setdefault("options", options)
+    )
+
+    def start(controller: Controller) -> Controller:  # no thread: only its settings are looked at
+        seen["controller"] = controller
+        return controller
+
+    monkeypatch.setattr(Controller, "start", start)
+    yield seen
+    if "controller" in seen:
+        seen["controller"].service.platform.close()
+
+
+def test_the_defaults_are_the_servers_and_the_controllers(started: dict[str, Any]) -> None:
+    assert serve_cli.WINDOW_SECONDS == DEFAULT_WINDOW_SECONDS  # the help shows the server's default
+    assert serve_cli.CONTROLLER_INTERVAL_S == DEFAULT_INTERVAL_S
+    main(["--endpoint", "churn"])
+    options: ServeOptions = started["options"]
+    assert options.window_seconds == DEFAULT_WINDOW_SECONDS
+    assert started["controller"].interval == DEFAULT_INTERVAL_S
+
+
+def test_window_seconds_and_controller_interval_reach_the_server_and_the_controller(
+    started: dict[str, Any],
+) -> None:
+    main(["--endpoint", "churn", "--window-seconds", "30", "--controller-interval", "0.5"])
+    assert started["options"].window_seconds == 30
+    assert started["controller"].interval == 0.5
+    assert ServeOptions.from_json(started["options"].to_json()).window_seconds == 30  # what workers read
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--window-seconds", "0"], "Invalid value for '--window-seconds': must be a positive whole number"),
+        (["--window-seconds", "-5"], "Invalid value for '--window-seconds'"),
+        (["--window-seconds", "2.5"], "Invalid value for '--window-seconds'"),
+        (
+            ["--controller-interval", "0"],
+            "Invalid value for '--controller-interval': must be a positive number",
+        ),
+        (["--controller-interval", "-1"], "Invalid value for '--controller-interval'"),
+        (["--controller-interval", "nan"], "Invalid value for '--controller-interval'"),
+        (["--controller-interval", "soon"], "Invalid value for '--controller-interval'"),
+    ],
+)
+def test_bad_window_seconds_or_controller_interval_is_a_usage_error_naming_it(
+    started: dict[str, Any], args: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["--endpoint", "churn", *args])
+    assert exited.value.code == 2
+    assert message in " ".join(capsys.readouterr().err.split())
+    assert started == {}  # nothing was started
+
+
+def test_controller_interval_without_endpoint_is_refused(
+    started: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["bc@production", "--controller-interval", "1"])
+    assert exited.value.code == 1
+    assert "--controller-interval goes with --endpoint" in " ".join(capsys.readouterr().err.split())
+    assert started == {}
+
+
+@pytest.mark.parametrize("bad", [0, -1, 2.5, True])
+def test_serve_options_refuse_a_window_that_is_not_a_positive_whole_number(bad: Any) -> None:
+    with pytest.raises(InvalidInput) as refused:
+        ServeOptions(references=("bc",), window_seconds=bad)
+    assert refused.value.details == {"field": "window_seconds"}
+    assert "--window-seconds" in refused.value.message

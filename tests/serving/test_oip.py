@@ -79,15 +79,17 @@ def test_infer_a_matrix_and_a_version(client: triton.InferenceServerClient, mode
     assert answer.as_numpy("output").tolist() == models.lr_array.predict(array).tolist()
 
 
-def test_refusals_reach_the_client_as_errors(client: triton.InferenceServerClient) -> None:
+def test_refusals_reach_the_client_as_errors_with_their_message(client: triton.InferenceServerClient) -> None:
     wrong = triton.InferInput("input", [1, 30], "FP64")  # the tensor model takes float32
     wrong.set_data_from_numpy(np.zeros((1, 30)))
     with pytest.raises(InferenceServerException) as refused:
         client.infer("tensor", [wrong])
     assert refused.value.status() == "422"
+    assert isinstance(refused.value.message(), str) and "input 'input'" in refused.value.message()
     with pytest.raises(InferenceServerException) as unknown:
         client.get_model_metadata("nope")
     assert unknown.value.status() == "404"
+    assert unknown.value.message() == "no endpoint or model named 'nope' is served here"
 
 
 def test_nested_json_data_and_its_shape_check(url: str, models: Models) -> None:
@@ -98,4 +100,6 @@ def test_nested_json_data_and_its_shape_check(url: str, models: Models) -> None:
     assert answer.json()["outputs"][0]["data"] == models.lr_array.predict(rows).tolist()
     body["inputs"][0]["shape"] = [3, 30]
     short = httpx.post(f"{url}/v2/models/tensor/infer", json=body)
-    assert short.status_code == 422 and short.json()["error"]["details"]["field"] == "inputs[0].data"
+    assert short.status_code == 422 and short.json()["details"]["field"] == "inputs[0].data"
+    assert short.json()["error"] == "input 'input' has 60 values but its shape [3, 30] needs 90"
+    assert short.json()["code"] == "invalid_input"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections import Counter
 from collections.abc import Iterator
@@ -14,7 +15,7 @@ from sklearn.linear_model import LogisticRegression
 
 import steward
 from steward.serving.app import ServingApp
-from steward.serving.router import sticky_fraction
+from steward.serving.router import Router, sticky_fraction
 from tests.serving.conftest import Models, PlanSource, make_app, plan, register, serving, wait_for
 
 STABLE = ("1.0.0", "stable", 1.0)
@@ -154,6 +155,84 @@ def test_traffic_moves_under_load_without_a_lost_or_mixed_answer(served: Served,
         assert status == 200 and predictions == expected[version]
     assert {version for _, version, _ in after} == {"1.0.0"}
     wait_for(lambda: {k.version for k in served.app.router.loaded} == {"1.0.0"}, what="1.1.0 to unload")
+
+
+def _loaded(served: Served) -> set[str]:
+    return {key.version for key in served.app.router.loaded}
+
+
+def test_a_rolled_back_canary_is_released_while_every_request_is_answered(
+    served: Served, models: Models
+) -> None:
+    record = models.records([0])  # 1.0.0 says 0 for it, 1.1.0 always 1
+    with Load(served.url, {"records": record}) as load:
+        _switch(served, ("1.0.0", "stable", 0.5), ("1.1.0", "canary", 0.5))
+        mark = load.count()
+        wait_for(lambda: len({v for _, v, _ in load.since(mark)}) == 2, what="answers from both")
+        _switch(served, ("1.0.0", "stable", 1.0), ("1.1.0", "canary", 0.0))  # what a rollback writes
+        wait_for(lambda: _loaded(served) == {"1.0.0"}, what="the rolled-back canary to be released")
+        mark = load.count()
+        wait_for(lambda: load.count() > mark + 50, what="answers after the release")
+        after = load.since(mark)
+    assert not load.failures and load.sent == len(load.answers)
+    expected = {"1.0.0": [0], "1.1.0": [1]}
+    assert all(status == 200 and predictions == expected[v] for status, v, predictions in load.answers)
+    assert {version for _, version, _ in after} == {"1.0.0"}
+    with httpx.Client(base_url=served.url, timeout=30) as http:
+        ready = http.get("/v2/models/ab/versions/1.1.0/ready")
+        assert ready.status_code == 503 and ready.json()["ready"] is False
+        assert http.get("/v2/models/ab/versions/1.0.0/ready").status_code == 200
+        assert http.get("/v2/models/ab/ready").status_code == 200  # the endpoint serves its newest plan
+        row = list(record[0].values())
+        body = {"inputs": [{"name": "X", "shape": [1, len(row)], "datatype": "FP64", "data": row}]}
+        assert http.post("/v2/models/ab/versions/1.0.0/infer", json=body).status_code == 200
+        direct = http.post("/v2/models/ab/versions/1.1.0/infer", json=body)
+        assert direct.status_code == 404 and direct.json()["details"] == {"field": "version"}
+        metadata = http.get("/v2/models/ab").json()
+        assert metadata["versions"] == ["1.0.0"] and [t["version"] for t in metadata["traffic"]] == ["1.0.0"]
+        assert 'steward_model_version_loaded{model="ab",version="1.1.0"} 0.0' in http.get("/metrics").text
+    _switch(served, STABLE)
+
+
+def test_a_standby_version_stays_loaded_and_ready(served: Served) -> None:
+    _switch(served, ("1.1.0", "stable", 1.0), ("1.0.0", "standby", 0.0))  # a finished rollout
+    wait_for(lambda: _loaded(served) == {"1.0.0", "1.1.0"}, what="both versions loaded")
+    with httpx.Client(base_url=served.url, timeout=30) as http:
+        assert http.get("/v2/models/ab/versions/1.0.0/ready").status_code == 200
+    _switch(served, ("1.1.0", "stable", 1.0), ("1.0.0", "candidate", 0.0))  # B rolled back, A gone too
+    wait_for(lambda: _loaded(served) == {"1.1.0"}, what="the weight-0 arm to be released")
+    _switch(served, STABLE)
+    wait_for(lambda: _loaded(served) == {"1.0.0"}, what="1.1.0 to leave with the plan")
+
+
+def test_a_released_version_finishes_its_request_in_flight_and_no_sooner(models: Models) -> None:
+    canary_plan = plan("ab", "ab", ("1.0.0", "stable", 0.8), ("1.1.0", "canary", 0.2))
+    rolled_back = plan("ab", "ab", ("1.0.0", "stable", 1.0), ("1.1.0", "canary", 0.0), revision=1)
+    source = PlanSource(canary_plan)
+    app = make_app(models, source=source, poll_interval=3600.0)  # refreshed by hand below
+
+    async def scenario() -> None:
+        await app.startup()
+        try:
+            state = app.router.endpoint("ab")
+            assert state is not None and state.table is not None
+            route = state.table.version("1.1.0")
+            assert route is not None
+            canary = route.served
+            Router.enter(canary)  # a request that picked the canary before the rollback
+            source.set(rolled_back)
+            await app.router.refresh()
+            assert state.table.plan == rolled_back and state.table.version("1.1.0") is None
+            assert {key.version for key in app.router.loaded} == {"1.0.0"}
+            assert canary.retired and not canary.closed  # its request is still being answered
+            answer = await canary.predict(canary.enforce(models.X.iloc[[0]]), 1)
+            assert answer.tolist() == [1]
+            Router.leave(canary)
+            assert canary.closed  # released with its last request
+        finally:
+            await app.shutdown()
+
+    asyncio.run(scenario())
 
 
 def test_shadows_get_a_copy_and_their_agreement_is_counted(served: Served, models: Models) -> None:

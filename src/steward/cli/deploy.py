@@ -456,7 +456,7 @@ def _print_results(found: Mapping[str, Any]) -> None:
                     ),
                     (
                         "Large enough",
-                        "yes" if test["enough"] else f"no (about {test['required_per_arm'] or '?'} per arm)",
+                        "yes" if test["enough"] else f"no: {test['sample']}",
                     ),
                 ]
             )

@@ -10,11 +10,13 @@ gatekeeper.
 The server names two factories by import path, because they reach into higher layers than
 ``steward.serving`` may import: :func:`endpoint_source` here, and
 ``steward.api.serving_auth.build_authorise``. With ``--endpoint``, this process also runs the rollout
-controller (``steward.deploy.controller``), which analyses each step and promotes or rolls back.
+controller (``steward.deploy.controller``), which analyses each step and promotes or rolls back, every
+``--controller-interval`` seconds, over the ``--window-seconds`` windows the server writes.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Final
@@ -35,6 +37,25 @@ if TYPE_CHECKING:
 
 AUTHORISER: Final = "steward.api.serving_auth:build_authorise"
 ENDPOINT_SOURCE: Final = "steward.cli.serve:endpoint_source"
+WINDOW_SECONDS: Final = 10
+"""The default of ``--window-seconds``: ``steward.serving.stats.DEFAULT_WINDOW_SECONDS`` (the CLI does not
+import the server to show its help)."""
+CONTROLLER_INTERVAL_S: Final = 5.0
+"""The default of ``--controller-interval``: ``steward.deploy.controller.DEFAULT_INTERVAL_S``."""
+
+
+def _positive_seconds(value: float | None) -> float | None:
+    """Refuse a ``--controller-interval`` that is not a positive, finite number of seconds."""
+    if value is not None and not (math.isfinite(value) and value > 0):
+        raise typer.BadParameter(f"must be a positive number of seconds, not {value:g}")
+    return value
+
+
+def _whole_seconds(value: int) -> int:
+    """Refuse a ``--window-seconds`` under one second."""
+    if value < 1:
+        raise typer.BadParameter(f"must be a positive whole number of seconds, not {value}")
+    return value
 
 
 def serve(
@@ -80,6 +101,23 @@ def serve(
             help="Share of requests written to the prediction log (0: none).",
         ),
     ] = 1.0,
+    window_seconds: Annotated[
+        int,
+        typer.Option(
+            "--window-seconds",
+            callback=_whole_seconds,
+            help="Length (seconds) of the serving statistics windows that canary analysis reads.",
+        ),
+    ] = WINDOW_SECONDS,
+    controller_interval: Annotated[
+        float | None,
+        typer.Option(
+            "--controller-interval",
+            callback=_positive_seconds,
+            help="Seconds between rollout controller steps, with --endpoint "
+            f"(default: {CONTROLLER_INTERVAL_S:g}).",
+        ),
+    ] = None,
     project: Annotated[
         str | None, typer.Option("--project", help="The models' project (default: STEWARD_PROJECT).")
     ] = None,
@@ -111,6 +149,12 @@ def serve(
 
     settings = load_settings(auth=auth, project=project)
     names = tuple(endpoint or ())
+    if controller_interval is not None and not names:
+        raise InvalidInput(
+            "--controller-interval goes with --endpoint: the rollout controller runs beside deployed "
+            "endpoints only",
+            {"field": "controller_interval"},
+        )
     options = ServeOptions(
         references=tuple(references or ()),
         config=str(config) if config is not None else None,
@@ -123,6 +167,7 @@ def serve(
         max_wait_ms=max_wait_ms,
         max_request_bytes=max_request_bytes,
         log_sample_rate=log_sample_rate,
+        window_seconds=window_seconds,
         project=settings.project,
         feature_service=feature_service,
         trust=trust,
@@ -139,7 +184,8 @@ def serve(
         f"{workers} worker{'s' if workers > 1 else ''}; Ctrl-C stops it.",
         soft_wrap=True,
     )
-    controller = _rollout_controller(settings, options) if names else None
+    interval = CONTROLLER_INTERVAL_S if controller_interval is None else controller_interval
+    controller = _rollout_controller(settings, options, interval) if names else None
     try:
         run(options, settings)
     finally:
@@ -147,15 +193,16 @@ def serve(
             controller.stop()
 
 
-def _rollout_controller(settings: Settings, options: ServeOptions) -> Controller:
-    """The controller of the served endpoints' rollouts, asking this server whether a version is ready."""
+def _rollout_controller(settings: Settings, options: ServeOptions, interval: float) -> Controller:
+    """The controller of the served endpoints' rollouts, stepping every ``interval`` seconds and asking this
+    server whether a version is ready."""
     from steward.deploy.controller import Controller, HttpReadiness
     from steward.store.platform import Platform
 
     host = "127.0.0.1" if options.host in ("0.0.0.0", "::", "") else options.host
     readiness = HttpReadiness([f"http://{host}:{options.port}"]) if options.port else None
     return Controller(
-        Platform.from_settings(settings), options.endpoints or None, readiness=readiness
+        Platform.from_settings(settings), options.endpoints or None, interval=interval, readiness=readiness
     ).start()
 
 
@@ -197,6 +244,10 @@ def main(args: Sequence[str] | None = None) -> None:
     single = typer.Typer(add_completion=False)
     single.command()(serve)
     command = typer.main.get_command(single)
+    # Newer typer releases carry their own copy of click, whose exceptions are not click's: catch both.
+    exits: tuple[type[Exception], ...] = (click.exceptions.Exit, typer.Exit)
+    vendored = [c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException"]
+    usage: tuple[type[Exception], ...] = (click.ClickException, *vendored)
     try:
         command.main(
             args=list(args) if args is not None else None, prog_name="steward serve", standalone_mode=False
@@ -204,11 +255,11 @@ def main(args: Sequence[str] | None = None) -> None:
     except StewardError as exc:
         print_steward_error(exc)
         raise SystemExit(1) from None
-    except click.exceptions.Exit as exc:
-        raise SystemExit(exc.exit_code) from None
-    except click.ClickException as exc:
-        exc.show()
-        raise SystemExit(exc.exit_code) from None
+    except exits as exc:
+        raise SystemExit(getattr(exc, "exit_code", 1)) from None
+    except usage as exc:
+        exc.show()  # type: ignore[attr-defined]
+        raise SystemExit(getattr(exc, "exit_code", 2)) from None
 
 
 if __name__ == "__main__":

@@ -18,10 +18,12 @@ The comparisons with the stable version are skipped (and say so) while it has fe
 
 **A/B tests**: a two-proportion z-test (pooled standard error for the statistic, unpooled for the
 confidence interval of the difference) for binary outcomes, Welch's t-test (Welch-Satterthwaite degrees
-of freedom) for continuous ones. The effect is B - A. "Large enough" means each arm has
-``min_samples`` outcomes (and, for proportions, at least 5 successes and 5 failures, so the normal
-approximation holds); ``required_per_arm`` is the sample per arm that would detect the observed effect
-with the given power at the given significance level.
+of freedom) for continuous ones. The effect is B - A. ``required_per_arm`` is the sample per arm that
+would detect the observed effect with the given power at the given significance level. "Large enough"
+means each arm has at least ``min_samples`` outcomes *and* at least ``required_per_arm`` (and, for
+proportions, at least 5 successes and 5 failures, so the normal approximation holds). When the required
+sample cannot be computed (an observed effect of 0, or one too small to size a sample for), the test is
+not large enough, and its ``sample`` sentence says so.
 """
 
 from __future__ import annotations
@@ -262,10 +264,12 @@ class TestResult:
         ci_high: Its high end.
         alpha: The significance level.
         significant: Whether ``p_value < alpha``.
-        enough: Whether each arm's sample is large enough for the test to be trusted.
+        enough: Whether each arm's sample is large enough for the test to be trusted: at least
+            ``min_samples`` and at least ``required_per_arm`` outcomes (never when that is None).
         required_per_arm: The sample per arm that detects the observed effect at ``power`` (None when
-            the effect is 0).
+            it cannot be computed: the effect is 0, or too small to size a sample for).
         df: Welch's degrees of freedom (None for the z-test).
+        sample: One sentence: why the sample is, or is not, large enough.
     """
 
     test: str
@@ -280,6 +284,7 @@ class TestResult:
     enough: bool
     required_per_arm: int | None
     df: float | None = None
+    sample: str = ""
 
     def to_json(self) -> dict[str, Any]:
         """Return a JSON-ready dict."""
@@ -296,15 +301,45 @@ class TestResult:
             "enough": self.enough,
             "required_per_arm": self.required_per_arm,
             "df": finite(self.df),
+            "sample": self.sample,
         }
 
 
 def _required(effect: float, spread: float) -> int | None:
     """Per-arm sample size that detects ``effect``: ``spread`` is the squared sum of the critical values
-    times the outcome's spread, as each test forms it."""
-    if effect == 0:
+    times the outcome's spread, as each test forms it. None when no finite size can be computed."""
+    square = effect**2
+    if square == 0:  # no effect, or one whose square underflows
         return None
-    return math.ceil(spread / effect**2)
+    size = spread / square
+    return math.ceil(size) if math.isfinite(size) else None
+
+
+def _large_enough(
+    n_a: int, n_b: int, min_samples: int, required: int | None, power: float, shortfall: str | None = None
+) -> tuple[bool, str]:
+    """Whether both arms are large enough (``min_samples`` and ``required`` each), and why in a sentence.
+
+    Args:
+        n_a: A's outcomes.
+        n_b: B's outcomes.
+        min_samples: The least each arm needs, whatever the effect.
+        required: The sample per arm that detects the observed effect (None: it cannot be computed).
+        power: The power ``required`` is computed for.
+        shortfall: Another reason the test cannot be trusted at this size, if any.
+    """
+    if required is None:
+        return False, (
+            "the sample each arm needs cannot be computed: the observed effect is 0 or too small to size "
+            "a sample for, so no sample counts as large enough"
+        )
+    need = max(min_samples, required)
+    basis = f"min_samples {min_samples}; {required} per arm detect an effect this size at power {power:g}"
+    if min(n_a, n_b) < need:
+        return False, f"A has {n_a} outcomes and B {n_b}, short of the {need} each arm needs ({basis})"
+    if shortfall is not None:
+        return False, shortfall
+    return True, f"A has {n_a} outcomes and B {n_b}, at least the {need} each arm needs ({basis})"
 
 
 def two_proportion_ztest(
@@ -326,7 +361,7 @@ def two_proportion_ztest(
         n_b: B's outcomes.
         alpha: The significance level.
         power: The power ``required_per_arm`` is computed for.
-        min_samples: Outcomes each arm needs to count as large enough.
+        min_samples: Outcomes each arm needs to count as large enough (and ``required_per_arm`` too).
 
     Raises:
         ValueError: If an arm has no outcomes or more successes than outcomes.
@@ -349,10 +384,14 @@ def two_proportion_ztest(
     spread = (
         crit * math.sqrt(2 * mean * (1 - mean)) + z_power * math.sqrt(pa * (1 - pa) + pb * (1 - pb))
     ) ** 2
-    enough = (
-        min(n_a, n_b) >= min_samples
-        and min(successes_a, n_a - successes_a, successes_b, n_b - successes_b) >= MIN_SUCCESSES
-    )
+    required = _required(effect, spread)
+    shortfall = None
+    if min(successes_a, n_a - successes_a, successes_b, n_b - successes_b) < MIN_SUCCESSES:
+        shortfall = (
+            f"an arm has fewer than {MIN_SUCCESSES} successes or {MIN_SUCCESSES} failures: the z-test's "
+            "normal approximation does not hold"
+        )
+    enough, sample = _large_enough(n_a, n_b, min_samples, required, power, shortfall)
     return TestResult(
         "two-proportion z-test",
         z,
@@ -364,7 +403,8 @@ def two_proportion_ztest(
         alpha,
         p_value < alpha,
         enough,
-        _required(effect, spread),
+        required,
+        sample=sample,
     )
 
 
@@ -391,7 +431,7 @@ def welch_ttest(
         n_b: B's outcomes.
         alpha: The significance level.
         power: The power ``required_per_arm`` is computed for.
-        min_samples: Outcomes each arm needs to count as large enough.
+        min_samples: Outcomes each arm needs to count as large enough (and ``required_per_arm`` too).
 
     Raises:
         ValueError: If an arm has fewer than two outcomes or a negative variance.
@@ -407,11 +447,13 @@ def welch_ttest(
             mean_b, math.sqrt(var_b), n_b, mean_a, math.sqrt(var_a), n_a, equal_var=False
         )
         t, p_value = float(found.statistic), float(found.pvalue)
-        df = (var_a / n_a + var_b / n_b) ** 2 / (
-            (var_a / n_a) ** 2 / (n_a - 1) + (var_b / n_b) ** 2 / (n_b - 1)
-        )
+        denominator = (var_a / n_a) ** 2 / (n_a - 1) + (var_b / n_b) ** 2 / (n_b - 1)
+        # Variances so small their squares round to 0: Welch-Satterthwaite is undefined, use the pooled df.
+        df = (var_a / n_a + var_b / n_b) ** 2 / denominator if denominator > 0 else float(n_a + n_b - 2)
     crit = float(sps.t.ppf(1 - alpha / 2, df))
     spread = (float(sps.norm.ppf(1 - alpha / 2)) + float(sps.norm.ppf(power))) ** 2 * (var_a + var_b)
+    required = _required(effect, spread)
+    enough, sample = _large_enough(n_a, n_b, min_samples, required, power)
     return TestResult(
         "Welch's t-test",
         t,
@@ -422,9 +464,10 @@ def welch_ttest(
         effect + crit * se,
         alpha,
         p_value < alpha,
-        min(n_a, n_b) >= min_samples,
-        _required(effect, spread),
+        enough,
+        required,
         df,
+        sample,
     )
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import threading
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
@@ -37,7 +38,7 @@ from steward.deploy.models import Rollout
 from steward.deploy.options import Strategy
 from steward.deploy.stats import outcomes, windows
 from steward.deploy.writes import Subject, apply_move
-from steward.errors import Conflict, StewardError
+from steward.errors import Conflict, InvalidInput, StewardError
 from steward.governance.context import current_identity
 from steward.serving.models import WindowStats
 
@@ -288,8 +289,11 @@ class Controller:
     Args:
         platform: The platform whose endpoints it drives (in its settings' project).
         endpoints: Only these endpoints (None: every endpoint of the project).
-        interval: Seconds between steps.
+        interval: Seconds between steps (positive).
         readiness: What tells blue-green rollouts their candidate is ready.
+
+    Raises:
+        InvalidInput: If ``interval`` is not a positive number of seconds.
     """
 
     def __init__(
@@ -302,6 +306,11 @@ class Controller:
     ) -> None:
         from steward.deploy.service import DeployService
 
+        if not (math.isfinite(interval) and interval > 0):
+            raise InvalidInput(
+                f"the controller interval must be a positive number of seconds, not {interval:g}",
+                {"field": "interval"},
+            )
         self.service = DeployService(platform)
         self.endpoints = list(endpoints) if endpoints is not None else None
         self.interval = interval

@@ -37,16 +37,7 @@ def _summary(rollout: Rollout, test: TestResult | str | None, shadow: Mapping[st
     if isinstance(test, TestResult):
         level = f"{1 - test.alpha:.0%}"
         verdict = "significant" if test.significant else "not significant"
-        size = (
-            ""
-            if test.enough
-            else (
-                f"; the sample is too small to trust (about {test.required_per_arm} per arm would detect "
-                "this effect)"
-                if test.required_per_arm
-                else "; the sample is too small to trust"
-            )
-        )
+        size = "" if test.enough else f"; the sample is too small to trust: {test.sample}"
         return (
             f"B - A = {test.effect:+.4g} ({level} CI {test.ci_low:+.4g} to {test.ci_high:+.4g}), "
             f"p = {test.p_value:.3g}: {verdict} at {test.alpha:g}{size}"

@@ -15,8 +15,9 @@ shadow        baseline stable 100%, candidate shadow             candidate stabl
 ============  =================================================  ==========================================
 
 Rolling back an active rollout gives the baseline 100% at once; a canary or B arm stays listed at weight
-0 (loaded, so requests it is answering finish), a standby or shadow candidate leaves the plan. Rolling
-back a succeeded rollout swaps the two arms of its end plan back.
+0 (servers release its version once the baseline has taken over and its requests in flight finish), a
+standby or shadow candidate leaves the plan. Rolling back a succeeded rollout swaps the two arms of its
+end plan back.
 """
 
 from __future__ import annotations

@@ -17,8 +17,10 @@ GET         ``/metrics``                                        Prometheus text
 ``{name}`` is an endpoint. Every answer carries ``X-Request-Id`` (the client's, if it sent a sane one,
 else a new time-ordered id). With an ``authorise`` callable (``steward serve --auth``) model routes need
 ``serving:predict`` in the endpoint's project; health, server metadata and ``/metrics`` stay public.
-The app never answers a request with a traceback: refusals are JSON errors (``steward.serving.refusals``)
-and a failing model is a 500 ``model_error`` after which the server goes on.
+The app never answers a request with a traceback: refusals are JSON errors (``steward.serving.refusals``:
+the protocol's ``{"error": "<message>", "code", "details"}`` on ``/v2`` routes, Steward's
+``{"error": {"code", "message", "details"}}`` elsewhere) and a failing model is a 500 ``model_error``
+after which the server goes on.
 
 An endpoint whose plan names a feature service takes entity keys: before a version decodes the request,
 its features are read from the online store for all of its rows at once and fill the model's inputs
@@ -60,6 +62,7 @@ from steward.serving.refusals import (
     NotReady,
     Unprocessable,
     error_json,
+    is_oip,
     status_of,
 )
 from steward.serving.router import EndpointState, Route, Router, RoutingTable
@@ -160,7 +163,7 @@ class ServingApp:
             except Exception:  # a bug must cost one request, never the server
                 log.exception("request %s %s (%s) failed", request.method, request.path, request.id)
                 body = error_json("internal_error", f"internal error (request {request.id})",
-                                  {"request_id": request.id})  # fmt: skip
+                                  {"request_id": request.id}, oip=is_oip(request.path))  # fmt: skip
                 with contextlib.suppress(Exception):  # the answer may have started: nothing more to send
                     await send_answer(send, 500, body, request.id)
         elif kind == "lifespan":
@@ -529,9 +532,8 @@ class ServingApp:
             self.accounting.refused(status)
         extra = [(b"connection", b"close")] if status == 413 else None
         code = "method_not_allowed" if status == 405 else error.code
-        await send_answer(
-            send, status, error_json(code, error.message, error.details), request.id, JSON, extra
-        )
+        body = error_json(code, error.message, error.details, oip=is_oip(request.path))
+        await send_answer(send, status, body, request.id, JSON, extra)
 
 
 def _freeze_heap() -> None:

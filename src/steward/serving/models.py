@@ -114,7 +114,8 @@ class TrafficPlan:
 
     @property
     def versions(self) -> tuple[str, ...]:
-        """Every version the server must keep loaded for this plan."""
+        """Every version the plan names, in any role and at any weight (the router loads only those it
+        holds: ``steward.serving.router.held``)."""
         return tuple(arm.version for arm in self.arms)
 
 

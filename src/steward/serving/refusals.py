@@ -1,4 +1,10 @@
-"""How the server refuses a request: one HTTP status per error and the ``{"error": {...}}`` body.
+"""How the server refuses a request: one HTTP status per error, and the error body of its route family.
+
+The Open Inference Protocol v2 routes (``/v2`` and everything under it) answer with the protocol's error
+body, ``{"error": "<message>"}``, which stock clients (``tritonclient``, KServe's) read as the message;
+Steward's ``code`` and ``details`` ride along as extra members. Every other route (``/predict/...``, an
+unknown path) answers with Steward's own ``{"error": {"code", "message", "details"}}``, as the API does.
+The status is the same either way.
 
 Malformed requests (not JSON, the wrong structure) are 400; well-formed input that does not fit the
 model's signature (a missing column, a wrong dtype or shape) is 422 (:class:`Unprocessable`); unknown
@@ -74,13 +80,28 @@ def status_of(error: StewardError) -> int:
     return 500
 
 
-def error_json(code: str, message: str, details: dict[str, Any] | None = None) -> bytes:
-    """Return the body ``{"error": {"code", "message", "details"}}`` as JSON bytes.
+def is_oip(path: str) -> bool:
+    """Whether ``path`` is an Open Inference Protocol route (``/v2`` or under ``/v2/``).
+
+    Args:
+        path: The request path.
+    """
+    return path == "/v2" or path.startswith("/v2/")
+
+
+def error_json(code: str, message: str, details: dict[str, Any] | None = None, *, oip: bool = False) -> bytes:
+    """Return an error body as JSON bytes: Steward's ``{"error": {"code", "message", "details"}}``, or
+    with ``oip`` the protocol's ``{"error": "<message>", "code", "details"}``.
 
     Args:
         code: The stable error code (``invalid_input``, ``not_found`` …).
         message: A sentence for a person.
         details: Machine-readable context; ``field`` names the input at fault.
+        oip: Shape it for an Open Inference Protocol route (see :func:`is_oip`).
     """
-    body = {"error": {"code": code, "message": message, "details": details or {}}}
+    body: dict[str, Any]
+    if oip:
+        body = {"error": message, "code": code, "details": details or {}}
+    else:
+        body = {"error": {"code": code, "message": message, "details": details or {}}}
     return orjson.dumps(body, default=str)

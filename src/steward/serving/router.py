@@ -1,15 +1,22 @@
 """Which loaded version answers each request, and moving traffic without dropping any.
 
 Each endpoint has an immutable :class:`RoutingTable`: its :class:`TrafficPlan` and the loaded version
-of every arm. A request picks a live arm by weight — at random, or by a stable hash of the plan's
-``sticky_key`` so that one key always lands on one arm — and keeps that version until it is answered.
+of every arm it holds (below). A request picks a live arm by weight — at random, or by a stable hash of
+the plan's ``sticky_key`` so that one key always lands on one arm — and keeps that version until it is
+answered.
 
 The :class:`Router` polls its ``TrafficSource`` every ``poll_interval`` seconds. When a plan changes, the
-versions it names that are not loaded yet are loaded and warmed up in a worker thread while the old
+versions it holds that are not loaded yet are loaded and warmed up in a worker thread while the old
 table goes on serving; the new table replaces it in one assignment only once every one of its versions
 is ready. A version that fails to load leaves the endpoint on its old table, marked not ready with the
-error (retried after ``retry_seconds``). A version no table or pending plan names any more is unloaded
-when its last request in flight ends.
+error (retried after ``retry_seconds``).
+
+A plan *holds* the versions of its arms that can be asked for an answer: live arms with a weight above 0,
+shadows, and standbys (kept loaded and warm on purpose). A live arm at weight 0 — the canary or B arm a
+rollback leaves listed — holds nothing: its version is not loaded for the plan, and the plan's table has
+no route to it. Once a new table is in place, a version that neither it nor a plan still waiting to load
+holds is released: at once if no request is using it, else when the last one in flight ends. It is never
+released before: the table that routes to it stays in force until its replacement is ready.
 """
 
 from __future__ import annotations
@@ -26,7 +33,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from steward.errors import StewardError
-from steward.serving.models import Arm, TrafficPlan, TrafficSource
+from steward.serving.models import LIVE_ROLES, Arm, TrafficPlan, TrafficSource
 from steward.serving.runtime import ServedVersion, VersionKey
 
 log = logging.getLogger("steward.serving")
@@ -50,6 +57,20 @@ def sticky_fraction(endpoint: str, key: str) -> float:
     return int.from_bytes(digest, "big") / _TWO_64
 
 
+def holds(arm: Arm) -> bool:
+    """Whether a plan needs ``arm``'s version loaded: not for a live arm at weight 0 (see the module).
+
+    Args:
+        arm: One arm of a plan.
+    """
+    return arm.weight > 0 or arm.role not in LIVE_ROLES
+
+
+def held(plan: TrafficPlan) -> tuple[Arm, ...]:
+    """The arms of ``plan`` whose versions it needs loaded (:func:`holds`)."""
+    return tuple(arm for arm in plan.arms if holds(arm))
+
+
 @dataclass(frozen=True)
 class Route:
     """One arm of an endpoint with the loaded version that serves it."""
@@ -59,16 +80,17 @@ class Route:
 
 
 class RoutingTable:
-    """An endpoint's plan with a loaded version for every arm; never changed once built.
+    """An endpoint's plan with a loaded version for every arm it holds (:func:`held`); never changed once
+    built.
 
     Args:
         plan: The traffic plan.
-        loaded: The loaded version of each of the plan's versions.
+        loaded: The loaded version of each version the plan holds.
     """
 
     def __init__(self, plan: TrafficPlan, loaded: Mapping[str, ServedVersion]) -> None:
         self.plan = plan
-        self.routes: dict[str, Route] = {arm.version: Route(loaded[arm.version], arm) for arm in plan.arms}
+        self.routes: dict[str, Route] = {arm.version: Route(loaded[arm.version], arm) for arm in held(plan)}
         self.live: tuple[Route, ...] = tuple(self.routes[arm.version] for arm in plan.live)
         self.shadows: tuple[Route, ...] = tuple(self.routes[arm.version] for arm in plan.shadows)
         total = sum(route.arm.weight for route in self.live)
@@ -96,7 +118,8 @@ class RoutingTable:
         return self.live[min(bisect.bisect_right(self._bounds, point), len(self.live) - 1)]
 
     def version(self, version: str) -> Route | None:
-        """The route of one version of the plan (any role), bypassing the split; None if not named."""
+        """The route of one version the plan holds (any role), bypassing the split; None for a version it
+        does not name, or names at weight 0 in a live role."""
         return self.routes.get(version)
 
 
@@ -249,7 +272,7 @@ class Router:
             state.error = None
             return
         loaded: dict[str, ServedVersion] = {}
-        for arm in plan.arms:
+        for arm in held(plan):
             key = VersionKey(plan.project, plan.model, arm.version)
             served = self.loaded.get(key) or await self._load_version(key)
             if served is None:
@@ -283,11 +306,16 @@ class Router:
         return served
 
     def _unload_unused(self) -> None:
+        """Release every loaded version that no table in force and no plan waiting to load holds.
+
+        Called only after the new tables are in place: a version the table in force still routes to is
+        held by that table's plan, so it stays until its replacement has taken over.
+        """
         used: set[VersionKey] = set()
         for state in self.endpoints.values():
             for plan in (state.table.plan if state.table else None, state.plan):
                 if plan is not None:
-                    used.update(VersionKey(plan.project, plan.model, arm.version) for arm in plan.arms)
+                    used.update(VersionKey(plan.project, plan.model, arm.version) for arm in held(plan))
         gone = [key for key in self.loaded if key not in used]
         for key in gone:
             served = self.loaded.pop(key)
@@ -295,3 +323,5 @@ class Router:
             if served.inflight == 0:
                 served.close()
                 log.info("unloaded %s", key)
+            else:
+                log.info("unloading %s once its %d requests in flight end", key, served.inflight)

@@ -74,7 +74,8 @@ class ServeOptions:
         max_request_bytes: Larger request bodies get 413.
         log_sample_rate: The share of answered requests written to the prediction log (0: none).
         poll_interval: Seconds between reads of the traffic plans.
-        window_seconds: The length of the ``serving_windows`` windows.
+        window_seconds: The length of the ``serving_windows`` windows (whole seconds, at least 1): the
+            statistics canary analysis reads.
         project: The project of references and config endpoints (the settings' if None).
         feature_service: The feature service whose online features complete requests to the
             references' endpoints (requests then carry entity keys); with references only.
@@ -117,6 +118,12 @@ class ServeOptions:
             raise InvalidInput("--max-request-bytes must be at least 1024", {"field": "max_request_bytes"})
         if self.poll_interval <= 0:
             raise InvalidInput("the poll interval must be positive", {"field": "poll_interval"})
+        window = self.window_seconds
+        if isinstance(window, bool) or not isinstance(window, int) or window < 1:
+            raise InvalidInput(
+                f"--window-seconds must be a positive whole number of seconds, not {window!r}",
+                {"field": "window_seconds"},
+            )
         RuntimeOptions(self.max_batch_size, self.max_wait_ms)  # its own checks
 
     def to_json(self) -> str:
