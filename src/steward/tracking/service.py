@@ -123,6 +123,9 @@ class TrackingService:
         if key in self._visible_runs:
             return
         repo.run_row(conn, run_id, key[0])
+        self._remember_visible(key)
+
+    def _remember_visible(self, key: tuple[str, str]) -> None:
         if len(self._visible_runs) > 100_000:
             self._visible_runs.clear()
         self._visible_runs.add(key)
@@ -210,6 +213,7 @@ class TrackingService:
                         "created_at": values["start_time"],
                     },
                 )
+        self._remember_visible((self.platform.project, run_id))  # created here: the next write need not look
         return repo.run_from_values(values, tags=tag_values)
 
     def get_run(self, run_id: str) -> Run:
