@@ -11,13 +11,11 @@ from sqlalchemy import (
     Connection,
     Float,
     Row,
-    String,
     Text,
     and_,
     bindparam,
     case,
     cast,
-    exists,
     func,
     insert,
     literal,
@@ -31,6 +29,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from steward.core.time import from_ms
 from steward.errors import Conflict, NotFound
 from steward.store.tables import artifacts, experiments, latest_metrics, metric_chunks, params, runs, tags
+from steward.tracking import hot_sql
 from steward.tracking.models import RUN_BASE_COLUMNS, Artifact, Experiment, MetricSeries, Run, RunStatus
 from steward.tracking.search import ATTRIBUTES, Expr, Field, to_sql
 
@@ -47,15 +46,15 @@ _RUN_BY_ID = (
     .where(runs.c.id == bindparam("run_id"), _IN_PROJECT)
 )
 _UPDATE_RUN = update(runs).where(runs.c.id == bindparam("target_id"))
-_RUN_IS_WRITABLE = exists().where(
-    runs.c.id == bindparam("run_id", type_=String), runs.c.status == "RUNNING", runs.c.deleted_at.is_(None)
-)
 _END_RUNNING_RUN = update(runs).where(
     runs.c.id == bindparam("target_id"), runs.c.status == "RUNNING", runs.c.deleted_at.is_(None)
 )
-_INSERT_CHUNKS = insert(metric_chunks)
 _INSERT_ARTIFACT = insert(artifacts)
 _PARAMS_OF_RUN = select(params.c.key, params.c.value).where(params.c.run_id == bindparam("run_id"))
+# The rows the driver-level statements take as they are (``hot_sql``); anything else goes through these.
+_HOT_RUN_COLUMNS = frozenset(hot_sql.RUN_COLUMNS)
+_HOT_END_COLUMNS = frozenset({"status", "end_time", "error"})
+_HOT_ARTIFACT_COLUMNS = frozenset({"run_id", "path", "digest", "size", "created_at"})
 
 
 def _extras(where: Any) -> Any:
@@ -83,67 +82,22 @@ def _extras(where: Any) -> Any:
 
 _EXTRAS_OF_RUN = _extras(lambda column: column == bindparam("run_id"))
 _EXTRAS_OF_RUNS = _extras(lambda column: column.in_(bindparam("run_ids", expanding=True)))
-# The same for a search's page of runs, through the driver: the ids go as one parameter (a JSON array, a
-# PostgreSQL array), and the rows come back as plain tuples; SQLAlchemy's expanding IN and result rows
-# cost as much as the query.
-_EXTRAS_SQL = (
-    "SELECT run_id, 'params', key, value, CAST(NULL AS DOUBLE PRECISION) FROM params WHERE run_id {match} "
-    "UNION ALL SELECT run_id, 'tags', key, value, NULL FROM tags WHERE run_id {match} "
-    "UNION ALL SELECT run_id, 'metrics', key, CAST(NULL AS TEXT), value FROM latest_metrics "
-    "WHERE run_id {match}"
-)
-_EXTRAS_BY_DIALECT = {
-    "sqlite": _EXTRAS_SQL.format(match="IN (SELECT value FROM json_each(?1))"),
-    "postgresql": _EXTRAS_SQL.format(match="= ANY(%(ids)s)"),
-}
 
 
 def _extras_of_runs(conn: Connection, ids: list[str]) -> list[tuple[str, str, str, str | None, float | None]]:
-    """``(run_id, kind, key, text, number)`` of everything attached to the runs ``ids``."""
-    statement = _EXTRAS_BY_DIALECT.get(conn.dialect.name)
-    if statement is None:
-        return [tuple(row) for row in conn.execute(_EXTRAS_OF_RUNS, {"run_ids": ids})]
-    dbapi = conn.connection.driver_connection
-    assert dbapi is not None
-    cursor = dbapi.cursor()
-    try:
-        cursor.execute(statement, (json.dumps(ids),) if conn.dialect.name == "sqlite" else {"ids": ids})
-        return list(cursor.fetchall())
-    finally:
-        cursor.close()
+    """``(run_id, kind, key, text, number)`` of everything attached to the runs ``ids``, through the
+    driver with the ids as one parameter (SQLAlchemy's expanding IN and result rows cost as much as the
+    query)."""
+    ids_value: Any = json.dumps(ids) if conn.dialect.name == "sqlite" else ids
+    return hot_sql.fetch(conn, hot_sql.statement(conn, "extras_of_runs"), {"ids": ids_value})
 
 
 def _dialect_statements(dialect: Any) -> dict[str, Any]:
-    # One statement both checks that the run is writable and inserts: a run's params are logged on the
-    # path of every run, and the separate check cost as much as the insert.
-    param_insert = (
-        dialect.insert(params)
-        .from_select(
-            ["run_id", "key", "value"],
-            select(
-                bindparam("run_id", type_=String),
-                bindparam("key", type_=String),
-                bindparam("value", type_=Text),
-            ).where(_RUN_IS_WRITABLE),
-        )
-        .on_conflict_do_nothing(index_elements=["run_id", "key"])
-    )
     tag_insert = dialect.insert(tags)
-    latest = dialect.insert(latest_metrics)
-    excluded = latest.excluded
-    newer = (excluded.step > latest_metrics.c.step) | (
-        (excluded.step == latest_metrics.c.step) & (excluded.timestamp >= latest_metrics.c.timestamp)
-    )
     artifact = dialect.insert(artifacts)
     return {
-        "params": param_insert,
         "tags": tag_insert.on_conflict_do_update(
             index_elements=["run_id", "key"], set_={"value": tag_insert.excluded.value}
-        ),
-        "latest": latest.on_conflict_do_update(
-            index_elements=["run_id", "key"],
-            set_={"value": excluded.value, "step": excluded.step, "timestamp": excluded.timestamp},
-            where=newer,
         ),
         "artifact": artifact.on_conflict_do_update(
             index_elements=["run_id", "path"],
@@ -197,7 +151,10 @@ def list_experiments(conn: Connection, project: str, include_deleted: bool) -> l
 
 def insert_run(conn: Connection, values: Mapping[str, Any]) -> None:
     """Insert a run row."""
-    conn.execute(_INSERT_RUN, dict(values))
+    if values.keys() == _HOT_RUN_COLUMNS:
+        hot_sql.execute(conn, hot_sql.statement(conn, "insert_run"), [values])
+    else:
+        conn.execute(_INSERT_RUN, dict(values))
 
 
 def run_row(conn: Connection, run_id: str, project: str) -> Row[Any]:
@@ -306,7 +263,12 @@ def end_writable_run(conn: Connection, run_id: str, project: str, values: Mappin
         NotFound: If there is no such run.
         Conflict: If it has already ended or is deleted.
     """
-    if conn.execute(_END_RUNNING_RUN, {"target_id": run_id, **values}).rowcount != 1:
+    row = {"target_id": run_id, **values}
+    if values.keys() == _HOT_END_COLUMNS:
+        changed = hot_sql.execute(conn, hot_sql.statement(conn, "end_run"), [row])
+    else:
+        changed = conn.execute(_END_RUNNING_RUN, row).rowcount
+    if changed != 1:
         writable_run(conn, run_id, project, "its end")
         raise Conflict(f"run {run_id} changed while ending it", {"field": "run_id", "run_id": run_id})
 
@@ -322,7 +284,7 @@ def insert_params(conn: Connection, run_id: str, project: str, values: Mapping[s
         writable_run(conn, run_id, project, "params")
         return
     rows = [{"run_id": run_id, "key": k, "value": v} for k, v in values.items()]
-    inserted = conn.execute(_statement(conn, "params"), rows).rowcount
+    inserted = hot_sql.execute(conn, hot_sql.statement(conn, "insert_params"), rows)
     if inserted == len(rows):
         return  # every key was new, so nothing can clash (drivers that cannot count report -1)
     # Nothing or not everything was inserted: the run is not writable, or keys were logged before.
@@ -374,8 +336,8 @@ def insert_metric_series(conn: Connection, run_id: str, series: Iterable[MetricS
         )
     if not chunk_rows:
         return 0
-    conn.execute(_INSERT_CHUNKS, chunk_rows)
-    conn.execute(_statement(conn, "latest"), latest_rows)
+    hot_sql.execute(conn, hot_sql.statement(conn, "insert_chunks"), chunk_rows)
+    hot_sql.execute(conn, hot_sql.statement(conn, "upsert_latest"), latest_rows)
     return sum(len(item) for item in series if len(item))
 
 
@@ -402,7 +364,10 @@ def upsert_artifact(conn: Connection, values: Mapping[str, Any]) -> None:
 
 def insert_artifact(conn: Connection, values: Mapping[str, Any]) -> None:
     """Record an artifact at a path the run does not have yet."""
-    conn.execute(_INSERT_ARTIFACT, dict(values))
+    if values.keys() == _HOT_ARTIFACT_COLUMNS:
+        hot_sql.execute(conn, hot_sql.statement(conn, "insert_artifact"), [values])
+    else:
+        conn.execute(_INSERT_ARTIFACT, dict(values))
 
 
 def list_artifacts(conn: Connection, run_id: str) -> list[Artifact]:
