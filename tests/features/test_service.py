@@ -3,6 +3,7 @@ materialise, read online, push, consume a stream, check skew — on SQLite and P
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -14,7 +15,7 @@ from sqlalchemy import select
 from steward.config import load_settings
 from steward.data.service import DataService
 from steward.errors import Forbidden, InvalidInput, NotFound
-from steward.features import DatasetSource, Entity, Feature, FeatureService, FeatureView
+from steward.features import DatasetSource, Entity, Feature, FeatureService, FeatureView, SqlSource
 from steward.features.models import STATUS_NOT_FOUND, STATUS_PRESENT
 from steward.features.service import FeatureStore
 from steward.governance.context import Identity, acting_as
@@ -244,3 +245,37 @@ def test_a_viewer_can_read_definitions_but_not_apply(store: FeatureStore) -> Non
             store.apply([CUSTOMER])
         with pytest.raises(Forbidden, match="features:write"):
             store.materialize()
+
+
+@pytest.mark.postgres
+def test_a_sql_source_takes_its_password_from_the_environment_and_never_shows_one(
+    store: FeatureStore, postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    host = postgres_url.split("@", 1)[1].split("?", 1)[0]  # 127.0.0.1:5432/test (trust authentication)
+    query = (
+        "SELECT 1 AS customer_id, TIMESTAMPTZ '2024-05-02 00:00:00+00' AS event_timestamp, "
+        "CAST(5.0 AS DOUBLE PRECISION) AS spend"
+    )
+    view = FeatureView(
+        name="sql_spend", entities=("customer",), timestamp="event_timestamp", features=(Feature("spend"),),
+        source=SqlSource(query, f"postgresql://postgres:${{STEWARD_TEST_PG_SECRET}}@{host}"),
+    )  # fmt: skip
+    literal = FeatureView(
+        name="sql_literal", entities=("customer",), timestamp="event_timestamp", features=(Feature("spend"),),
+        source=SqlSource(query, f"postgresql://postgres:hunter2-literal@{host}"),
+    )  # fmt: skip
+    store.apply([CUSTOMER, view, literal])
+    entities = pa.table(
+        {"customer_id": [1], "event_timestamp": pa.array([day(5)], pa.timestamp("us", tz="UTC"))}
+    )
+
+    with pytest.raises(InvalidInput, match="STEWARD_TEST_PG_SECRET") as info:
+        store.get_historical_features(entities, ["sql_spend:spend"])
+    assert info.value.details["field"] == "source.url"
+
+    monkeypatch.setenv("STEWARD_TEST_PG_SECRET", "s3cret-from-env")
+    assert store.get_historical_features(entities, ["sql_spend:spend"]).column("spend").to_pylist() == [5.0]
+    shown = json.dumps([d.to_json() for d in store.list_definitions()])
+    assert "s3cret-from-env" not in shown and "hunter2-literal" not in shown
+    assert shown.count("postgres:***@") == 2  # the password's place, whether a variable or written out
+    assert store.get_historical_features(entities, ["sql_literal:spend"]).num_rows == 1  # still connects

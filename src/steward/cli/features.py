@@ -215,7 +215,8 @@ def show(
         ]
     console.print(details_grid(rows))
     console.print()
-    console.print(escape(yaml.safe_dump(dict(found.spec), sort_keys=False, allow_unicode=True).rstrip()))
+    shown = found.to_json()["spec"]  # a password in a source's URL masked
+    console.print(escape(yaml.safe_dump(shown, sort_keys=False, allow_unicode=True).rstrip()))
     console.print()
     table = new_table(Column("Version", justify="right"), "Digest", "Applied (UTC)", "By", title="History")
     for item in history:

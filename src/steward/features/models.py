@@ -8,10 +8,15 @@ database versions and YAML files hold); ``steward.features.specs`` parses and ch
 
 from __future__ import annotations
 
+import os
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+from steward.core.urls import masked_url
+from steward.errors import InvalidInput
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -189,6 +194,38 @@ class FeatureService:
 Definition = Entity | FeatureView | FeatureService
 
 
+def _masked_spec(spec: Mapping[str, Any]) -> dict[str, Any]:
+    """A definition's spec with the password of its source's URL (and its history's) masked."""
+    masked = dict(spec)
+    source = masked.get("source")
+    if isinstance(source, Mapping) and isinstance(source.get("url"), str):
+        masked["source"] = {**source, "url": masked_url(source["url"])}
+    return masked
+
+
+_VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def resolve_url(url: str, field: str = "source.url") -> str:
+    """A source's URL with each ``${VARIABLE}`` replaced by that environment variable's value, so that
+    ``postgresql://app:${PG_PASSWORD}@db/app`` keeps the password out of the registry.
+
+    Raises:
+        InvalidInput: Naming a variable that is not set.
+    """
+
+    def value(match: re.Match[str]) -> str:
+        name = match.group(1)
+        found = os.environ.get(name)
+        if found is None:
+            raise InvalidInput(
+                f"{field} names the environment variable {name}, which is not set", {"field": field}
+            )
+        return found
+
+    return _VARIABLE.sub(value, url)
+
+
 @dataclass(frozen=True)
 class StoredDefinition:
     """One version of a definition as the registry database keeps it.
@@ -212,12 +249,14 @@ class StoredDefinition:
     created_by: str
 
     def to_json(self) -> dict[str, Any]:
-        """Return a JSON-ready dict."""
+        """Return a JSON-ready dict, with any password in a source's URL masked (``***``): what the API,
+        the CLI and audit details show. The stored spec keeps the URL as applied; write ``${VARIABLE}``
+        in it to keep the secret out of the registry altogether (``resolve_url``)."""
         return {
             "kind": self.kind,
             "name": self.name,
             "version": self.version,
-            "spec": dict(self.spec),
+            "spec": _masked_spec(self.spec),
             "digest": self.digest,
             "derived": dict(self.derived),
             "created_at": self.created_at.isoformat(),

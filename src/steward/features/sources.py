@@ -16,7 +16,14 @@ from contextlib import ExitStack, contextmanager
 from typing import TYPE_CHECKING, Any
 
 from steward.errors import IntegrityError, InvalidInput
-from steward.features.models import DatasetSource, FeatureView, SqlSource, StreamSource, ViewInput
+from steward.features.models import (
+    DatasetSource,
+    FeatureView,
+    SqlSource,
+    StreamSource,
+    ViewInput,
+    resolve_url,
+)
 from steward.features.resolve import Selection
 
 if TYPE_CHECKING:
@@ -128,5 +135,5 @@ def run_query(source: SqlSource) -> pa.Table:
 
     from steward.data.connectors.sql import SqlConnector
 
-    tables = [batch.table for batch in SqlConnector(source.url, source.query).batches()]
+    tables = [batch.table for batch in SqlConnector(resolve_url(source.url), source.query).batches()]
     return pa.concat_tables(tables) if len(tables) > 1 else tables[0]

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from steward.errors import InvalidInput
-from steward.features.models import StreamSource
+from steward.features.models import StreamSource, resolve_url
 from steward.features.resolve import Selection
 from steward.features.rows import stream_rows
 
@@ -39,7 +39,7 @@ def consume(
     if not isinstance(source, StreamSource):
         raise InvalidInput(f"feature view {view.name!r} is not fed by a stream", {"field": "view"})
     connector = RedisStreamConnector(
-        source.url, source.stream, source.group, consumer=f"steward-{view.name}",
+        resolve_url(source.url), source.stream, source.group, consumer=f"steward-{view.name}",
         block_ms=block_ms, max_batches=max_batches, id_column=None,
     )  # fmt: skip
     pushed = 0
