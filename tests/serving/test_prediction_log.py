@@ -399,3 +399,60 @@ def test_the_log_writes_and_reads_on_s3(tmp_path: Path, s3_artifacts: Any) -> No
     assert table.column("in.age").to_pylist() == sorted(range(20), key=lambda i: f"r{i}")
     store = LogStore.from_settings(settings)
     assert all(PART.search(f) for f in store.files(store.predictions_dir("default", "churn"), "hour"))
+
+
+def _array_records(n: int, *, version: str = "1.0.0", at_ms: int = AT_MS) -> list[PredictionRecord]:
+    names = ("age", "income", "tenure")
+    found = []
+    for i in range(n):
+        rows = 1 + i % 3  # one request may carry several rows
+        inputs = NamedColumns(names, np.arange(rows * 3, dtype=np.float64).reshape(rows, 3) + i)
+        outputs = np.tile([[0.3, 0.7]] if i % 2 else [[0.8, 0.2]], (rows, 1))
+        found.append(
+            record(f"{version}-{i:03d}", version=version, at_ms=at_ms + i, inputs=inputs, outputs=outputs)
+        )
+    return found
+
+
+def test_fast_path_records_make_the_table_the_general_path_makes() -> None:
+    from steward.serving.log_columns import ColumnBuffer, group_key
+    from steward.serving.prediction_log import _partition
+
+    records = _array_records(30)
+    keys = {group_key(r)[0] for r in records if group_key(r) is not None}  # type: ignore[index]
+    assert len(keys) == 1  # one endpoint, version, hour and layout: one group
+    buffer = ColumnBuffer(keys.pop())
+    for r in records:
+        _key, inputs, outputs = group_key(r)  # type: ignore[misc]
+        buffer.add(r, inputs, outputs)
+    [(tables, failed)] = _partition(records).values()  # array records handed to the writer directly
+    assert failed == 0 and len(tables) == 1
+    assert buffer.table().equals(tables[0][0])
+    assert buffer.records == 30 and buffer.rows == sum(1 + i % 3 for i in range(30))
+    for unfit in (record("frame"), record("objects", inputs=np.array([["a"]], dtype=object))):
+        assert group_key(unfit) is None  # DataFrames and object arrays take the writer's general path
+
+
+def test_fast_path_records_land_by_hour_and_version_and_are_bounded_by_the_queue(root: Path) -> None:
+    fs = HeldFileSystem()
+    log = PredictionLog(str(root), queue_size=100, flush_interval=0.01, warn_interval=3600, filesystem=fs)
+    log.offer(_array_records(1, version="0.9.0")[0])
+    assert fs.writing.wait(GUARD)  # the writer holds that one record at the filesystem
+    offered = [*_array_records(60), *_array_records(50, version="1.1.0", at_ms=AT_MS + HOUR_MS)]
+    for r in offered:
+        log.offer(r)
+    stats = log.stats()
+    assert stats["offered"] == 111 and stats["queued"] == 100  # the bound holds
+    assert stats["dropped"] >= 10 and stats["dropped"] + stats["queued"] <= 111
+    fs.release.set()
+    log.close()
+    table = read_predictions(LogStore(str(root)), "churn")
+    done = log.stats()
+    assert done["written"] + done["dropped"] == 111 and table.num_rows == done["rows"]
+    hours = sorted({PART.search(p).group(3) for p in parts(root) if PART.search(p)})  # type: ignore[union-attr]
+    assert hours == ["2025-03-04T10", "2025-03-04T11"]
+    assert {r.request_id for r in offered[:99]} <= set(table.column("request_id").to_pylist())
+    versions = dict(
+        zip(table.column("request_id").to_pylist(), table.column("version").to_pylist(), strict=True)
+    )
+    assert versions["1.1.0-000"] == "1.1.0" and versions["1.0.0-059"] == "1.0.0"

@@ -27,8 +27,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pyarrow as pa
 
-from steward.core.names import NAME_PATTERN
 from steward.errors import InvalidInput
+from steward.serving.log_columns import ColumnBuffer, GroupKey, group_key, usable
 from steward.serving.log_store import HOUR_MS, LogStore, hour_of
 from steward.serving.models import NamedColumns, PredictionRecord
 
@@ -101,6 +101,11 @@ class PredictionLog:
         self._max_rows = max_rows
         self._warn_interval = float(warn_interval)
         self._queue: deque[PredictionRecord] = deque()
+        # Records of the server's array fast path go straight into column buffers (``log_columns``).
+        self._buffers: dict[GroupKey, ColumnBuffer] = {}
+        self._buffered = 0  # records in the buffers
+        self._buffered_rows = 0
+        self._usable: dict[tuple[str, str], bool] = {}
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._done = threading.Condition()
@@ -142,18 +147,38 @@ class PredictionLog:
                 self._counts["offered"] += 1
                 self._counts["sampled_out"] += 1
             return
+        found = group_key(record)
+        if found is not None:
+            names = (record.project, record.endpoint)
+            ok = self._usable.get(names)
+            if ok is None:
+                ok = self._usable[names] = usable(*names)
+            if not ok:
+                found = None  # the writer's general path counts it as failed
         with self._lock:
             counts = self._counts
             counts["offered"] += 1
-            if self._closed or len(self._queue) >= self._capacity:
+            held = len(self._queue) + self._buffered
+            if self._closed or held >= self._capacity:
                 counts["dropped"] += 1
                 now = time.monotonic()
                 if now - self._last_warning < self._warn_interval:
                     return
                 self._last_warning, self._warned_drops = now, counts["dropped"]
             else:
-                self._queue.append(record)
-                if len(self._queue) >= self._wake_at and not self._wake.is_set():
+                if found is None:
+                    self._queue.append(record)
+                else:
+                    key, inputs, outputs = found
+                    buffer = self._buffers.get(key)
+                    if buffer is None:
+                        buffer = self._buffers[key] = ColumnBuffer(key)
+                    buffer.add(record, inputs, outputs)
+                    self._buffered += 1
+                    self._buffered_rows += inputs.shape[0]
+                if (
+                    held + 1 >= self._wake_at or self._buffered_rows >= self._max_rows
+                ) and not self._wake.is_set():
                     self._wake.set()
                 return
         logger.warning(
@@ -176,7 +201,7 @@ class PredictionLog:
             ``files`` written. After ``close``: offered = sampled_out + dropped + written + failed.
         """
         with self._lock:
-            return {**self._counts, "queued": len(self._queue), "files": self._files}
+            return {**self._counts, "queued": len(self._queue) + self._buffered, "files": self._files}
 
     def flush(self, timeout: float | None = None) -> bool:
         """Write everything offered so far now, waiting until it is written.
@@ -238,7 +263,13 @@ class PredictionLog:
                         self._write(pending)
                         pending, rows = [], 0
                 now = time.monotonic()
-                if pending and (now >= deadline or stopping or wanted > self._flush_done):
+                buffered = self._buffered_rows
+                if (pending or buffered) and (
+                    now >= deadline
+                    or stopping
+                    or wanted > self._flush_done
+                    or rows + buffered >= self._max_rows
+                ):
                     self._write(pending)
                     pending, rows = [], 0
             except Exception:  # a bug here must not silence the log: count what is lost, carry on
@@ -248,22 +279,35 @@ class PredictionLog:
                 now = time.monotonic()
             if now >= deadline:
                 deadline = now + self._interval
-            if stopping and not self._queue:
+            if stopping and not self._queue and not self._buffered:
                 wanted = self._flush_wanted
             if wanted > self._flush_done:
                 with self._done:
                     self._flush_done = wanted
                     self._done.notify_all()
-            if stopping and not self._queue:
+            if stopping and not self._queue and not self._buffered:
                 return
 
     def _write(self, records: list[PredictionRecord]) -> None:
+        with self._lock:
+            buffers, self._buffers = self._buffers, {}
+            self._buffered = self._buffered_rows = 0
         try:
             partitions = _partition(records)
         except Exception:  # never let one bad batch stop the writer
             logger.exception("prediction log: could not convert %d records", len(records))
             self._count(failed=len(records))
-            return
+            partitions = {}
+        for buffer in buffers.values():
+            project, endpoint, hour = buffer.key[:3]
+            place = (project, endpoint, hour_of(hour * HOUR_MS))
+            try:
+                table = buffer.table()
+            except Exception:
+                logger.exception("prediction log: could not convert %d records", buffer.records)
+                self._count(failed=buffer.records)
+                continue
+            partitions.setdefault(place, ([], 0))[0].append((table, buffer.records))
         for (project, endpoint, hour), (tables, failed) in partitions.items():
             if failed:
                 self._count(failed=failed)
@@ -317,39 +361,15 @@ def _partition(records: list[PredictionRecord]) -> dict[tuple[str, str, str], tu
     """Group records by project, endpoint, hour and column layout: one table per group, and the number
     of records that could not be converted, per partition."""
     groups: dict[tuple[tuple[str, str, str], tuple[Any, ...]], list[_Member]] = {}
-    stacked: dict[tuple[Any, ...], list[PredictionRecord]] = {}
     result: dict[tuple[str, str, str], tuple[_Tables, int]] = {}
-    usable: dict[tuple[str, str], bool] = {}
-    ndarray = np.ndarray
+    known: dict[tuple[str, str], bool] = {}
     for record in records:
-        # The common case (arrays from the server's fast path) is grouped by a key read off the arrays
-        # and concatenated once per group: this loop runs for every record, so it stays this plain.
-        inputs, outputs = record.inputs, record.outputs
-        array, names = (inputs.values, inputs.names) if type(inputs) is NamedColumns else (inputs, None)
-        if type(array) is ndarray and type(outputs) is ndarray:
-            shape, answered = array.shape, outputs.shape
-            if (
-                shape
-                and answered
-                and shape[0] == answered[0]
-                and shape[0]
-                and len(shape) <= 2 >= len(answered)
-            ):
-                key = (record.project, record.endpoint, record.at_ms // HOUR_MS, names, array.dtype,
-                       shape[1:], outputs.dtype, answered[1:])  # fmt: skip
-                group = stacked.get(key)
-                if group is not None:
-                    group.append(record)
-                    continue
-                if _stackable(record, array, outputs, usable):
-                    stacked[key] = [record]
-                    continue
         place = (record.project, record.endpoint, hour_of(record.at_ms))
         names_key = (record.project, record.endpoint)
-        if names_key not in usable:
-            usable[names_key] = _usable(*names_key)
+        if names_key not in known:
+            known[names_key] = usable(*names_key)
         try:
-            if not usable[names_key]:
+            if not known[names_key]:
                 raise InvalidInput(f"unusable project or endpoint name {record.endpoint!r}")
             inputs = _columns(record.inputs, "in.", "x")
             outputs = _columns(record.outputs, "out.", None)
@@ -365,19 +385,6 @@ def _partition(records: list[PredictionRecord]) -> dict[tuple[str, str, str], tu
             continue
         layout = (*_layout(inputs), "|", *_layout(outputs))
         groups.setdefault((place, layout), []).append((record, n, inputs, outputs))
-    for key, group in stacked.items():
-        place = (key[0], key[1], hour_of(group[0].at_ms))
-        tables, failed = result.get(place, ([], 0))
-        try:
-            tables.append((_stacked_table(group), len(group)))
-        except Exception as exc:  # a group that cannot be stacked: record by record, as any other
-            logger.debug("prediction log: converting a group record by record: %s", exc)
-            for record in group:
-                inputs, outputs = _columns(record.inputs, "in.", "x"), _columns(record.outputs, "out.", None)
-                layout = (*_layout(inputs), "|", *_layout(outputs))
-                member = (record, _rows_of(inputs), inputs, outputs)
-                groups.setdefault((place, layout), []).append(member)
-        result[place] = (tables, failed)
     for (place, _), members in groups.items():
         tables, failed = result.get(place, ([], 0))
         try:
@@ -392,45 +399,6 @@ def _partition(records: list[PredictionRecord]) -> dict[tuple[str, str, str], tu
                     failed += 1
         result[place] = (tables, failed)
     return result
-
-
-def _usable(project: str, endpoint: str) -> bool:
-    return bool(NAME_PATTERN.match(project) and NAME_PATTERN.match(endpoint))
-
-
-def _stackable(
-    record: PredictionRecord,
-    inputs: np.ndarray[Any, Any],
-    outputs: np.ndarray[Any, Any],
-    usable: dict[tuple[str, str], bool],
-) -> bool:
-    """Whether the first record of a group may start a stacked group: usable names, and arrays Arrow and
-    DuckDB take as they are (not objects, not float16)."""
-    names = (record.project, record.endpoint)
-    if names not in usable:
-        usable[names] = _usable(*names)
-    return usable[names] and all(a.dtype not in (object, np.float16) for a in (inputs, outputs))
-
-
-def _rows(value: Any) -> int:
-    return int((value.values if type(value) is NamedColumns else value).shape[0])
-
-
-def _stacked(values: list[Any]) -> Any:
-    first = values[0]
-    if isinstance(first, NamedColumns):
-        return NamedColumns(first.names, np.concatenate([v.values for v in values]))
-    return np.concatenate(values) if len(values) > 1 else first
-
-
-def _stacked_table(records: list[PredictionRecord]) -> pa.Table:
-    """One table for records whose inputs and outputs share a ``_stack_key``: each kind concatenated
-    once, then split into columns once."""
-    counts = np.fromiter((_rows(r.inputs) for r in records), np.int64, len(records))
-    columns = _fixed_columns(records, counts)
-    columns.update(_columns(_stacked([r.inputs for r in records]), "in.", "x"))
-    columns.update(_columns(_stacked([r.outputs for r in records]), "out.", None))
-    return pa.table({name: _arrow(values) for name, values in columns.items()})
 
 
 def _layout(columns: Columns) -> list[tuple[str, int]]:
