@@ -43,6 +43,7 @@ from steward.deploy.sdk import (
     rollback_rollout,
     rollout_results,
     start_rollout,
+    update_endpoint,
 )
 from steward.errors import (
     AlreadyExists,
@@ -261,4 +262,5 @@ __all__ = [
     "start_run",
     "step",
     "tune",
+    "update_endpoint",
 ]

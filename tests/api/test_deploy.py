@@ -71,6 +71,7 @@ def test_every_deploy_route_declares_its_permission() -> None:
         ("GET", "/endpoints"): "deploy:read",
         ("POST", "/endpoints"): "deploy:write",
         ("GET", "/endpoints/{name}"): "deploy:read",
+        ("PATCH", "/endpoints/{name}"): "deploy:write",
         ("DELETE", "/endpoints/{name}"): "deploy:write",
         ("GET", "/endpoints/{name}/status"): "deploy:read",
         ("POST", "/endpoints/{name}/rollouts"): "deploy:write",
@@ -115,6 +116,39 @@ def test_an_engineer_rolls_out_and_back_while_readers_only_read(server: Server) 
         trail = ok(root.get("/audit", params={"resource_id": "churn", "resource_kind": "endpoint"}))
         assert {e["actor"] for e in trail["entries"]} == {"eng"}
         assert all(e["request_id"] for e in trail["entries"])
+
+
+def test_an_engineer_updates_an_endpoint_and_a_viewer_may_not(server: Server) -> None:
+    with server.as_("eng") as eng, server.as_("vic") as vic, server.as_("root") as root:
+        version = register(eng, "upsell", 0.9)
+        made = ok(eng.post("/endpoints", json={"name": "upsell", "model": "upsell", "version": version}), 201)
+        assert_error(vic.patch("/endpoints/upsell", json={"description": "mine"}), 403, "forbidden")
+        body = {"description": "upsell offers", "sticky_key": "user", "reason": "A/B soon"}
+        updated = ok(eng.patch("/endpoints/upsell", json=body))
+        assert (updated["description"], updated["sticky_key"], updated["revision"]) == (
+            "upsell offers", "user", made["revision"] + 1,
+        )  # fmt: skip
+        assert updated["arms"] == made["arms"] and ok(vic.get("/endpoints/upsell")) == updated
+        cleared = ok(eng.patch("/endpoints/upsell", json={"clear_sticky_key": True}))
+        assert (cleared["sticky_key"], cleared["description"]) == (None, "upsell offers")
+        assert_error(eng.patch("/endpoints/upsell", json={}), 400, "invalid_input", "update")
+        assert_error(
+            eng.patch("/endpoints/upsell", json={"sticky_key": "u", "clear_sticky_key": True}),
+            400,
+            "invalid_input",
+            "sticky_key",
+        )
+        assert_error(eng.patch("/endpoints/upsell", json={"colour": "red"}), 422, "invalid_input", "colour")
+        assert_error(
+            eng.patch("/endpoints/upsell", json={"feature_service": "nope"}),
+            404,
+            "not_found",
+            "feature_service",
+        )
+        assert_error(eng.patch("/endpoints/nothing-here", json={"description": "x"}), 404, "not_found")
+        trail = ok(root.get("/audit", params={"action": "endpoint.update", "resource_id": "upsell"}))
+        entries = trail["entries"]
+        assert [(e["actor"], e["details"]["reason"]) for e in entries] == [("eng", ""), ("eng", "A/B soon")]
 
 
 def test_conflicts_bad_input_and_unknown_names_are_clear_4xx(server: Server) -> None:

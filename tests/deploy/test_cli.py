@@ -1,5 +1,5 @@
-"""``steward deploy``: create, list, rollout, status, promote, rollback, results and watch, embedded and
-against a server; refusals print the verdict and exit 1."""
+"""``steward deploy``: create, update, list, rollout, status, promote, rollback, results and watch, embedded
+and against a server; refusals print the verdict and exit 1."""
 
 from __future__ import annotations
 
@@ -84,6 +84,26 @@ def test_bad_input_is_a_one_line_error(home: DeployEnv) -> None:
     assert "not found" in run("status", "nope", code=1).stderr
 
 
+def test_update_changes_what_it_is_given_and_refuses_bad_flags_in_one_line(home: DeployEnv) -> None:
+    run("create", "churn", "--model", "churn", "--version", "1.0.0", "--description", "scores")
+    keyed = run("update", "churn", "--sticky-key", "user", "--reason", "A/B next week").stdout
+    assert "Endpoint churn (revision 2): sticky key user, feature service -." in keyed
+    found = json.loads(run("update", "churn", "-d", "churn scores", "--json").stdout)
+    assert (found["description"], found["sticky_key"], found["revision"]) == ("churn scores", "user", 3)
+    assert json.loads(run("update", "churn", "--no-sticky-key", "--json").stdout)["sticky_key"] is None
+    both = run("update", "churn", "--sticky-key", "u", "--no-sticky-key", code=1).stderr
+    assert both.strip() == "error: give --sticky-key or --no-sticky-key, not both"
+    assert "nothing to change" in run("update", "churn", code=1).stderr
+    missing = " ".join(run("update", "churn", "--feature-service", "nope", code=1).stderr.split())
+    assert missing.startswith("error: feature service 'nope' not found")
+    assert "not found" in run("update", "nope", "-d", "x", code=1).stderr
+    shown = json.loads(run("status", "churn", "--json").stdout)["endpoint"]
+    assert (shown["description"], shown["sticky_key"], shown["revision"]) == ("churn scores", None, 4)
+    actions = [e.action for e in home.trail()]
+    assert actions == ["endpoint.create"] + ["endpoint.update"] * 3
+    assert home.trail()[1].details["reason"] == "A/B next week"
+
+
 def test_the_commands_speak_to_a_server_when_steward_uri_is_set(
     home: DeployEnv, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -98,11 +118,13 @@ def test_the_commands_speak_to_a_server_when_steward_uri_is_set(
         run("rollout", "churn", "1.1.0", "--strategy", "blue-green")
         assert json.loads(run("watch", "churn", "--once", "--json").stdout)["action"] == "waiting"
         assert "succeeded" in run("promote", "churn").stdout
+        assert "revision 4" in run("update", "churn", "--description", "served remotely").stdout
     monkeypatch.delenv("STEWARD_URI")
     local = Platform.from_settings(load_settings())
     try:
         from steward.deploy.service import DeployService
 
-        assert DeployService(local).get_endpoint("churn").stable == "1.1.0"  # the server wrote it
+        written = DeployService(local).get_endpoint("churn")  # the server wrote it
+        assert (written.stable, written.description) == ("1.1.0", "served remotely")
     finally:
         local.close()

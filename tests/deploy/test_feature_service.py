@@ -1,5 +1,6 @@
 """Endpoints that declare a feature service: stored and shown (embedded, over REST, in the CLI), checked
-at creation, and served — requests carrying only entity keys — by a server that follows the endpoint."""
+at creation and at update, and served — requests carrying only entity keys — by a server that follows the
+endpoint, also when the feature service is given to it later."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from tests.deploy import test_service
 from tests.deploy.conftest import open_deploy_env
 from tests.deploy.test_cli import run
 from tests.deploy.test_service import Contract
-from tests.serving.conftest import serving
+from tests.serving.conftest import serving, wait_for
 from tests.serving.test_features import SERVICE, define_features, make_feature_home
 
 contract = test_service.contract  # the deploy contract's fixture: embedded, PostgreSQL, remote
@@ -60,6 +61,29 @@ def test_an_unknown_feature_service_is_not_found_and_nothing_is_stored(features:
     assert contract.deploy.list_endpoints() == []
 
 
+def test_an_update_gives_changes_and_removes_the_feature_service_of_the_plan(features: Contract) -> None:
+    contract, deploy = features, features.deploy
+    made = deploy.create_endpoint("churn", "churn", "1.0.0")
+    with pytest.raises(NotFound, match="feature service 'nope' not found") as refused:
+        deploy.update_endpoint("churn", feature_service="nope")
+    assert refused.value.details["field"] == "feature_service"
+    assert deploy.get_endpoint("churn") == made  # nothing changed: not even the revision
+    updated = deploy.update_endpoint("churn", feature_service=SERVICE, reason="inputs online")
+    assert (updated.feature_service, updated.revision, updated.arms) == (SERVICE, 2, made.arms)
+    assert updated.description == made.description and updated.sticky_key == made.sticky_key
+    plan = EndpointSource(contract.env.platform).plans()[0]
+    assert (plan.feature_service, plan.revision) == (SERVICE, 2)
+    cleared = deploy.update_endpoint("churn", clear_feature_service=True)
+    assert (cleared.feature_service, cleared.revision) == (None, 3)
+    assert EndpointSource(contract.env.platform).plans()[0].feature_service is None
+    updates = [e.details for e in contract.env.trail() if e.action == "endpoint.update"]
+    assert [u["changes"] for u in updates] == [
+        {"feature_service": {"from": None, "to": SERVICE}},
+        {"feature_service": {"from": SERVICE, "to": None}},
+    ]
+    assert updates[0]["reason"] == "inputs online"
+
+
 def test_the_cli_creates_and_shows_an_endpoint_with_its_feature_service(steward_home: Path) -> None:
     env = open_deploy_env(steward_home.parent, home=steward_home)
     try:
@@ -95,3 +119,30 @@ def test_a_server_following_the_endpoint_reads_its_features(tmp_path: Path) -> N
         assert answer.status_code == 200, answer.text
         assert answer.json()["predictions"] == expected
         assert httpx.get(f"{url}/v2/models/live", timeout=30).json()["feature_service"] == SERVICE
+
+
+def test_a_running_server_follows_a_feature_service_given_later(tmp_path: Path) -> None:
+    home = make_feature_home(tmp_path / "home")
+    platform = Platform.from_settings(home.settings)
+    try:
+        DeployService(platform).create_endpoint("live", "churn", home.version)
+        options = ServeOptions(
+            use_endpoints=True, endpoints=("live",), source_factory="steward.cli.serve:endpoint_source",
+            log_sample_rate=0.0, poll_interval=0.2,
+        )  # fmt: skip
+        ids = home.ids[:10]
+        keys_only = {"records": [{"customer_id": i} for i in ids]}
+        with serving(build_app(options, home.settings)) as url:
+            refused = httpx.post(f"{url}/predict/live", json=keys_only, timeout=30)
+            assert refused.status_code == 422 and "spend" in refused.text  # the model's inputs are missing
+            DeployService(platform).update_endpoint("live", feature_service=SERVICE)
+
+            def answered() -> bool:
+                return httpx.post(f"{url}/predict/live", json=keys_only, timeout=30).status_code == 200
+
+            wait_for(answered, what="the server to follow the new feature service")
+            answer = httpx.post(f"{url}/predict/live", json=keys_only, timeout=30)
+            assert answer.json()["predictions"] == home.lr.predict(home.online(ids)).tolist()
+            assert httpx.get(f"{url}/v2/models/live", timeout=30).json()["feature_service"] == SERVICE
+    finally:
+        platform.close()

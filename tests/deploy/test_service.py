@@ -1,5 +1,6 @@
 """Endpoints and rollouts through the deploy backend, embedded and over HTTP (one contract, both ways):
-plans, promotion and rollback by hand, the policy gate, the audit trail, projects kept apart, bad input."""
+plans, promotion and rollback by hand, updates of an endpoint, the policy gate, the audit trail, projects
+kept apart, bad input."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from steward.api.auth import api_routes
 from steward.config import load_settings
 from steward.deploy.models import DeployBackend, RolloutState
 from steward.deploy.source import EndpointSource
-from steward.errors import AlreadyExists, Conflict, InvalidInput, NotFound, PolicyViolation
+from steward.errors import AlreadyExists, Conflict, Forbidden, InvalidInput, NotFound, PolicyViolation
 from steward.governance.context import Identity, acting_as
 from steward.governance.policy_store import PolicyStore
 from steward.registry import promotion
@@ -142,6 +143,65 @@ def test_blue_green_promoted_by_hand_switches_at_once(contract: Contract) -> Non
     assert arms(deploy) == [("1.1.0", "stable", 1.0), ("1.0.0", "standby", 0.0)]
 
 
+def test_an_update_changes_only_what_it_is_given_and_moves_the_revision_not_the_arms(
+    contract: Contract,
+) -> None:
+    deploy = contract.deploy
+    deploy.create_endpoint("churn", "churn", "1.0.0", description="churn scores", sticky_key="user")
+    deploy.start_rollout("churn", "canary", "1.1.0", {"steps": [20, 100]})
+    before = deploy.get_endpoint("churn")
+    described = deploy.update_endpoint("churn", description="churn scores, v2", reason="clearer")
+    assert (described.description, described.sticky_key, described.revision) == (
+        "churn scores, v2", "user", before.revision + 1,
+    )  # fmt: skip
+    assert described.arms == before.arms and described.active_rollout == before.active_rollout
+    keyed = deploy.update_endpoint("churn", sticky_key="account")  # allowed during a canary
+    assert (keyed.description, keyed.sticky_key, keyed.revision) == ("churn scores, v2", "account", 4)
+    cleared = deploy.update_endpoint("churn", clear_sticky_key=True)
+    assert (cleared.sticky_key, cleared.revision, cleared.arms) == (None, 5, before.arms)
+    assert deploy.get_endpoint("churn") == cleared
+    same = deploy.update_endpoint("churn", description="churn scores, v2", clear_sticky_key=True)
+    assert same.revision == 5  # nothing differs: no new revision, no audit entry
+    plan = next(p for p in EndpointSource(contract.env.platform).plans() if p.endpoint == "churn")
+    assert (plan.revision, plan.sticky_key, plan.arms) == (5, None, before.arms)
+    assert deploy.promote("churn").state is RolloutState.SUCCEEDED  # the rollout goes on as it was
+    updates = [e for e in contract.env.trail() if e.action == "endpoint.update"]
+    assert len(updates) == 3 and {e.outcome for e in updates} == {"ok"}
+    first = updates[0].details
+    assert first["changes"] == {"description": {"from": "churn scores", "to": "churn scores, v2"}}
+    assert (first["reason"], first["revision"], first["changed"]) == ("clearer", 3, ["description"])
+    assert first["before"] == first["after"] and updates[0].before_digest == updates[0].after_digest
+    assert updates[2].details["changes"] == {"sticky_key": {"from": "account", "to": None}}
+
+
+def test_the_sticky_key_of_an_ab_rollout_under_way_cannot_change(contract: Contract) -> None:
+    deploy = contract.deploy
+    deploy.create_endpoint("churn", "churn", "1.0.0")
+    started = deploy.start_rollout("churn", "ab", "1.1.0", {"weights": [50, 50], "sticky_key": "user_id"})
+    for change in ({"sticky_key": "account"}, {"clear_sticky_key": True}):
+        with pytest.raises(Conflict, match="A/B rollout") as info:
+            deploy.update_endpoint("churn", **change)
+        assert info.value.details == {"field": "sticky_key", "rollout": started.id}
+    assert deploy.get_endpoint("churn").sticky_key == "user_id"
+    assert deploy.update_endpoint("churn", description="A/B of 1.1.0").revision == 3  # the rest may change
+    deploy.abort("churn")
+    assert deploy.update_endpoint("churn", clear_sticky_key=True).sticky_key is None
+
+
+def test_an_update_needs_deploy_write(tmp_path: Path) -> None:
+    env = open_deploy_env(tmp_path)
+    try:
+        env.deploy.create_endpoint("churn", "churn", "1.0.0", description="scores")
+        viewer = Identity("vic", "user", frozenset(), {"default": frozenset({"viewer"})})
+        with acting_as(viewer, "default"), pytest.raises(Forbidden, match="deploy:write"):
+            env.deploy.update_endpoint("churn", description="mine now")
+        found = env.deploy.get_endpoint("churn")
+        assert (found.description, found.revision) == ("scores", 1)
+        assert [e.action for e in env.trail()] == ["endpoint.create"]
+    finally:
+        env.platform.close()
+
+
 BAD_INPUT: list[tuple[Callable[[DeployBackend], object], type[Exception], str]] = [
     (lambda d: d.create_endpoint("bad name!", "churn", "1.0.0"), InvalidInput, "endpoint"),
     (lambda d: d.create_endpoint("churn", "churn", "9.9.9"), NotFound, "version"),
@@ -160,6 +220,19 @@ BAD_INPUT: list[tuple[Callable[[DeployBackend], object], type[Exception], str]] 
     (lambda d: d.get_rollout("live", "no-such-id"), NotFound, "rollout"),
     (lambda d: d.results("live"), NotFound, "rollout"),
     (lambda d: d.export("live", "helm"), InvalidInput, "target"),
+    (lambda d: d.update_endpoint("live"), InvalidInput, "update"),
+    (lambda d: d.update_endpoint("nope", description="x"), NotFound, "endpoint"),
+    (lambda d: d.update_endpoint("bad name!", description="x"), InvalidInput, "endpoint"),
+    (lambda d: d.update_endpoint("live", description=5), InvalidInput, "description"),  # type: ignore[arg-type]
+    (lambda d: d.update_endpoint("live", sticky_key=" user"), InvalidInput, "sticky_key"),
+    (lambda d: d.update_endpoint("live", sticky_key="u", clear_sticky_key=True), InvalidInput, "sticky_key"),
+    (lambda d: d.update_endpoint("live", feature_service="no good"), InvalidInput, "feature_service"),
+    (lambda d: d.update_endpoint("live", feature_service="nope"), NotFound, "feature_service"),
+    (
+        lambda d: d.update_endpoint("live", feature_service="f", clear_feature_service=True),
+        InvalidInput,
+        "feature_service",
+    ),
 ]
 
 
@@ -169,8 +242,12 @@ def test_bad_input_is_refused_naming_the_field_and_changes_nothing(contract: Con
         with pytest.raises(error) as info:
             call(contract.deploy)
         assert info.value.details["field"] == field, index  # type: ignore[attr-defined]
-    assert arms(contract.deploy, "live") == [("1.0.0", "stable", 1.0)]
+    found = contract.deploy.get_endpoint("live")
+    assert (found.arms, found.revision, found.description, found.sticky_key, found.feature_service) == (
+        (Arm("1.0.0", "stable", 1.0),), 1, "", None, None,
+    )  # fmt: skip
     assert [e.name for e in contract.deploy.list_endpoints()] == ["live"]
+    assert [e.action for e in contract.env.trail()] == ["endpoint.create"]
 
 
 def test_the_gate_refuses_a_version_its_policies_reject_and_the_refusal_is_audited(

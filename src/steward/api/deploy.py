@@ -8,6 +8,9 @@ Method   Path                                                    Answer         
 GET      ``/endpoints``                                          ``{"endpoints": [...]}``      deploy:read
 POST     ``/endpoints`` ``{name, model, version, ...}``          201 ``Endpoint``              deploy:write
 GET      ``/endpoints/{name}``                                   ``Endpoint``                  deploy:read
+PATCH    ``/endpoints/{name}`` ``{description, sticky_key,       ``Endpoint``                  deploy:write
+         feature_service, clear_sticky_key,
+         clear_feature_service, reason}``
 DELETE   ``/endpoints/{name}?reason=``                           204                           deploy:write
 GET      ``/endpoints/{name}/status``                            ``EndpointStatus``            deploy:read
 POST     ``/endpoints/{name}/rollouts`` ``{strategy, version,    201 ``Rollout``               deploy:write
@@ -25,9 +28,11 @@ POST     ``/endpoints/{name}/export`` ``{target, version,        ``{"files": {na
 
 A version failing the policies of the endpoint's gate alias is 403 ``policy_violation`` whose
 ``details.verdict`` lists every rule (``details.lines`` renders them); a second rollout while one is under
-way, or a promotion with nothing under way, is 409 ``conflict``. ``advance`` takes ``ready`` (true when
-the caller has seen the blue-green candidate ready on its servers): the server does not probe URLs given
-by a client.
+way, a promotion with nothing under way, or a change of sticky key during an A/B rollout, is 409
+``conflict``. ``PATCH`` changes only what its body gives (``clear_sticky_key`` and
+``clear_feature_service`` remove a value); a body that gives nothing is 400 ``invalid_input``.
+``advance`` takes ``ready`` (true when the caller has seen the blue-green candidate ready on its
+servers): the server does not probe URLs given by a client.
 """
 
 from __future__ import annotations
@@ -77,6 +82,17 @@ class EndpointIn(_Body):
     gate_alias: str = "production"
     sticky_key: str | None = None
     feature_service: str | None = None
+
+
+class EndpointUpdateIn(_Body):
+    """Body of ``PATCH /endpoints/{name}``: what is absent (or null) stays as it is."""
+
+    description: str | None = None
+    sticky_key: str | None = None
+    feature_service: str | None = None
+    clear_sticky_key: bool = False
+    clear_feature_service: bool = False
+    reason: str = ""
 
 
 class RolloutIn(_Body):
@@ -146,6 +162,22 @@ def create_endpoint(body: EndpointIn, deploy: Deploy) -> Response:
 def get_endpoint(name: str, deploy: Deploy) -> Response:
     """Return the endpoint with its traffic plan; 404 if there is none."""
     return _json(deploy.get_endpoint(name).to_json())
+
+
+@router.patch(_ENDPOINT, dependencies=[requires("deploy:write")], summary="Update an endpoint")
+def update_endpoint(name: str, body: EndpointUpdateIn, deploy: Deploy) -> Response:
+    """Change the endpoint's description, sticky key or feature service (its plan's revision moves, its
+    arms stay); 404 if it or the feature service does not exist, 409 for a sticky key during A/B."""
+    found = deploy.update_endpoint(
+        name,
+        description=body.description,
+        sticky_key=body.sticky_key,
+        feature_service=body.feature_service,
+        clear_sticky_key=body.clear_sticky_key,
+        clear_feature_service=body.clear_feature_service,
+        reason=body.reason,
+    )
+    return _json(found.to_json())
 
 
 @router.delete(

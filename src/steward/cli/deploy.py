@@ -1,7 +1,8 @@
 """``steward deploy``: endpoints and their rollouts (blue-green, canary, A/B, shadow).
 
 ``create`` makes an endpoint serving one version (with ``--feature-service``, its requests carry entity
-keys and the server reads the model's inputs from the online store); ``rollout`` starts moving a new
+keys and the server reads the model's inputs from the online store); ``update`` changes its description,
+sticky key or feature service; ``rollout`` starts moving a new
 version onto it; ``status`` shows the plan, the rollout's events and what each version served;
 ``promote`` and ``rollback`` move it by hand; ``results`` prints the per-arm outcomes and, for A/B, the
 significance test; ``watch`` runs the rollout controller in the foreground (each step analysed, promoted
@@ -173,6 +174,50 @@ def list_endpoints(as_json: JsonOption = False) -> None:
             format_time(ep.updated_at),
         )
     console.print(table)
+
+
+def _either(value: str | None, clear: bool, flag: str) -> None:
+    if value is not None and clear:
+        raise InvalidInput(f"give --{flag} or --no-{flag}, not both", {"field": flag.replace("-", "_")})
+
+
+@app.command("update")
+def update(
+    name: EndpointArg,
+    description: Annotated[str | None, typer.Option("--description", "-d", help="What it is for.")] = None,
+    sticky_key: Annotated[
+        str | None, typer.Option("--sticky-key", help="The request field that keeps a user on one A/B arm.")
+    ] = None,
+    no_sticky_key: Annotated[
+        bool, typer.Option("--no-sticky-key", help="Remove the sticky key (A/B arms drawn per request).")
+    ] = False,
+    feature_service: Annotated[
+        str | None,
+        typer.Option("--feature-service", help="Requests carry this feature service's entity keys."),
+    ] = None,
+    no_feature_service: Annotated[
+        bool,
+        typer.Option("--no-feature-service", help="Remove the feature service (requests carry the inputs)."),
+    ] = False,
+    reason: ReasonOption = "",
+    as_json: JsonOption = False,
+) -> None:
+    """Change an endpoint's description, sticky key or feature service; only what is given changes.
+    Servers following the endpoint pick the change up at their next poll."""
+    _either(sticky_key, no_sticky_key, "sticky-key")
+    _either(feature_service, no_feature_service, "feature-service")
+    with deployments() as deploy:
+        ep = deploy.update_endpoint(
+            name, description=description, sticky_key=sticky_key, feature_service=feature_service,
+            clear_sticky_key=no_sticky_key, clear_feature_service=no_feature_service, reason=reason,
+        )  # fmt: skip
+    if as_json:
+        print_json(ep.to_json())
+        return
+    console.print(
+        f"Endpoint [bold]{escape(ep.name)}[/bold] (revision {ep.revision}): sticky key "
+        f"{escape(ep.sticky_key or '-')}, feature service {escape(ep.feature_service or '-')}."
+    )
 
 
 @app.command("delete")

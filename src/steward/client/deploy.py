@@ -70,6 +70,34 @@ class RemoteDeployService:
         """
         return Endpoint.from_json(self.http.json("GET", _endpoint(name)))
 
+    def update_endpoint(
+        self,
+        name: str,
+        *,
+        description: str | None = None,
+        sticky_key: str | None = None,
+        feature_service: str | None = None,
+        clear_sticky_key: bool = False,
+        clear_feature_service: bool = False,
+        reason: str = "",
+    ) -> Endpoint:
+        """Change an endpoint's description, sticky key or feature service (only what is given).
+
+        Raises:
+            InvalidInput: A bad value, a value given with its ``clear_`` flag, or nothing to change.
+            NotFound: The endpoint or the feature service does not exist.
+            Conflict: The sticky key would change while an A/B rollout is under way.
+        """
+        body = {
+            "description": description,
+            "sticky_key": sticky_key,
+            "feature_service": feature_service,
+            "clear_sticky_key": clear_sticky_key,
+            "clear_feature_service": clear_feature_service,
+            "reason": reason,
+        }
+        return Endpoint.from_json(self.http.json("PATCH", _endpoint(name), body))
+
     def list_endpoints(self) -> list[Endpoint]:
         """Return the project's endpoints, by name."""
         return [Endpoint.from_json(e) for e in self.http.json("GET", "/endpoints")["endpoints"]]

@@ -379,6 +379,21 @@ class DeployBackend(Protocol):
         completed from ``feature_service``'s online features, if given)."""
         ...
 
+    def update_endpoint(
+        self,
+        name: str,
+        *,
+        description: str | None = None,
+        sticky_key: str | None = None,
+        feature_service: str | None = None,
+        clear_sticky_key: bool = False,
+        clear_feature_service: bool = False,
+        reason: str = "",
+    ) -> Endpoint:
+        """Change an endpoint's description, sticky key or feature service (only what is given), bumping
+        its plan's revision with the arms unchanged."""
+        ...
+
     def get_endpoint(self, name: str) -> Endpoint:
         """Return one endpoint."""
         ...

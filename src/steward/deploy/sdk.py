@@ -6,6 +6,7 @@ Each function calls the default connection's deploy backend (embedded, or a serv
 Example:
     >>> steward.create_endpoint("churn", model="churn", version="1.0.0")  # doctest: +SKIP
     >>> steward.create_endpoint("risk", "risk", "1.0.0", feature_service="risk_features")  # doctest: +SKIP
+    >>> steward.update_endpoint("risk", feature_service="risk_features_v2")  # doctest: +SKIP
     >>> steward.start_rollout("churn", "canary", "1.1.0", steps=[10, 50, 100])  # doctest: +SKIP
     >>> steward.endpoint_status("churn").rollout.state  # doctest: +SKIP
     <RolloutState.RUNNING: 'running'>
@@ -34,6 +35,7 @@ __all__ = [
     "rollback_rollout",
     "rollout_results",
     "start_rollout",
+    "update_endpoint",
 ]
 
 
@@ -71,6 +73,31 @@ def create_endpoint(
     return _backend().create_endpoint(
         name, model, version, description=description, gate_alias=gate_alias, sticky_key=sticky_key,
         feature_service=feature_service,
+    )  # fmt: skip
+
+
+def update_endpoint(
+    name: str,
+    *,
+    description: str | None = None,
+    sticky_key: str | None = None,
+    feature_service: str | None = None,
+    clear_sticky_key: bool = False,
+    clear_feature_service: bool = False,
+    reason: str = "",
+) -> Endpoint:
+    """Change an endpoint's description, sticky key or feature service; only what is given changes.
+    Servers following the endpoint pick the change up at their next poll (its revision moves, its arms
+    stay).
+
+    Raises:
+        InvalidInput: A bad value, a value given with its ``clear_`` flag, or nothing to change.
+        NotFound: The endpoint or the feature service does not exist.
+        Conflict: The sticky key would change while an A/B rollout is under way.
+    """
+    return _backend().update_endpoint(
+        name, description=description, sticky_key=sticky_key, feature_service=feature_service,
+        clear_sticky_key=clear_sticky_key, clear_feature_service=clear_feature_service, reason=reason,
     )  # fmt: skip
 
 

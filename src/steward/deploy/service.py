@@ -39,6 +39,10 @@ STATUS_WINDOW_S = 300
 """Without a rollout under way, ``status`` shows the statistics of this many seconds."""
 
 
+UPDATABLE = ("description", "sticky_key", "feature_service")
+"""The endpoint columns ``update_endpoint`` may change."""
+
+
 def _sticky(value: object) -> str | None:
     if value is None:
         return None
@@ -47,6 +51,39 @@ def _sticky(value: object) -> str | None:
             "sticky_key must be a request field name of 1-128 characters", {"field": "sticky_key"}
         )
     return value
+
+
+def _wanted(
+    description: object,
+    sticky_key: object,
+    feature_service: object,
+    clear_sticky: object,
+    clear_service: object,
+) -> dict[str, Any]:
+    """The columns an update asks for, checked (the feature service's existence is checked apart)."""
+    wanted: dict[str, Any] = {}
+    if description is not None:
+        if not isinstance(description, str):
+            raise InvalidInput("description must be text", {"field": "description"})
+        wanted["description"] = description
+    for field, value, clear in (
+        ("sticky_key", sticky_key, clear_sticky),
+        ("feature_service", feature_service, clear_service),
+    ):
+        if not isinstance(clear, bool):
+            raise InvalidInput(f"clear_{field} must be true or false", {"field": f"clear_{field}"})
+        if clear and value is not None:
+            raise InvalidInput(f"give {field} or clear_{field}, not both", {"field": field})
+        if clear:
+            wanted[field] = None
+        elif value is not None:
+            wanted[field] = _sticky(value) if field == "sticky_key" else validate_name(value, field)
+    if not wanted:
+        raise InvalidInput(
+            f"nothing to change: give {', '.join(UPDATABLE)}, clear_sticky_key or clear_feature_service",
+            {"field": "update", "fields": list(UPDATABLE)},
+        )
+    return wanted
 
 
 class DeployService:
@@ -173,6 +210,75 @@ class DeployService:
                 "steward features apply",
                 {"field": "feature_service", "feature_service": name},
             ) from None
+
+    def update_endpoint(
+        self,
+        name: str,
+        *,
+        description: str | None = None,
+        sticky_key: str | None = None,
+        feature_service: str | None = None,
+        clear_sticky_key: bool = False,
+        clear_feature_service: bool = False,
+        reason: str = "",
+    ) -> Endpoint:
+        """Change what an endpoint is for, its sticky key or its feature service; only what is given
+        changes.
+
+        The change bumps the plan's revision with its arms as they are, so servers following the endpoint
+        pick up a new feature service or sticky key at their next poll. A change during a rollout is
+        allowed, except of the sticky key during an A/B rollout (it would move users between its arms).
+        Values equal to the current ones change nothing: no revision, no audit entry.
+
+        Args:
+            name: The endpoint's name.
+            description: Its new description.
+            sticky_key: Its new sticky key (the request field whose hash picks an A/B arm).
+            feature_service: Its new feature service (a feature service of the project).
+            clear_sticky_key: Remove its sticky key (A/B arms are then drawn per request).
+            clear_feature_service: Remove its feature service (requests then carry the model's inputs).
+            reason: Why: recorded with the change.
+
+        Returns:
+            The endpoint as it now is.
+
+        Raises:
+            InvalidInput: For a bad value, a value given with its ``clear_`` flag, or nothing to change
+                (``details["field"]`` names the field).
+            NotFound: The endpoint or the feature service does not exist (nothing is changed).
+            Conflict: The sticky key would change while an A/B rollout is under way.
+        """
+        self._may_write()
+        validate_name(name, "endpoint")
+        wanted = _wanted(description, sticky_key, feature_service, clear_sticky_key, clear_feature_service)
+        if not isinstance(reason, str):
+            raise InvalidInput("reason must be text", {"field": "reason"})
+        if wanted.get("feature_service") is not None:
+            self._check_feature_service(wanted["feature_service"])
+        project = self.platform.project
+        with self._db.transaction() as conn:
+            row = self._row(conn, name, lock=True)
+            changes = {k: v for k, v in wanted.items() if getattr(row, k) != v}
+            if "sticky_key" in changes and row.active_rollout is not None:
+                rollout = repo.rollout_row(conn, project, row.id, row.active_rollout)
+                if rollout is not None and rollout.strategy == Strategy.AB.value:
+                    raise Conflict(
+                        f"A/B rollout {row.active_rollout} is under way on {name!r}: its sticky key keeps "
+                        "each user on one arm; change it after the rollout ends",
+                        {"field": "sticky_key", "rollout": row.active_rollout},
+                    )
+            if not changes:
+                return self._endpoint(conn, row)
+            arms = self._endpoint(conn, row).arms
+            revision = repo.write_plan(conn, project, row.id, arms, now_ms(), **changes)
+            facts = {
+                "changed": sorted(changes),
+                "changes": {k: {"from": getattr(row, k), "to": v} for k, v in sorted(changes.items())},
+                "reason": reason,
+                "revision": revision,
+            }
+            record(self.platform, conn, "endpoint.update", name, facts, before=arms, after=arms)
+        return self.get_endpoint(name)
 
     def get_endpoint(self, name: str) -> Endpoint:
         """Return one endpoint with its plan.
