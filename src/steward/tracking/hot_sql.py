@@ -12,7 +12,8 @@ error is raised as SQLAlchemy's exception, as ``Connection.execute`` raises it.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any, Final
 
 from sqlalchemy import Connection
@@ -85,6 +86,21 @@ def statement(conn: Connection, name: str) -> str:
     return _BY_DIALECT[conn.dialect.name][name]
 
 
+@contextmanager
+def _cursor(conn: Connection, sql: str, parameters: Any) -> Iterator[Any]:
+    """The driver cursor of ``conn``, closed after use; a driver error raised as SQLAlchemy's."""
+    dbapi = conn.connection.driver_connection
+    assert dbapi is not None
+    cursor = dbapi.cursor()
+    error = conn.dialect.loaded_dbapi.Error
+    try:
+        yield cursor
+    except error as exc:
+        raise DBAPIError.instance(sql, parameters, exc, error, dialect=conn.dialect) from exc
+    finally:
+        cursor.close()
+
+
 def execute(conn: Connection, sql: str, rows: Sequence[Mapping[str, Any]]) -> int:
     """Run ``sql`` once per row on ``conn``'s driver cursor; return the rows changed in all.
 
@@ -92,21 +108,12 @@ def execute(conn: Connection, sql: str, rows: Sequence[Mapping[str, Any]]) -> in
         sqlalchemy.exc.DBAPIError: The driver's error, wrapped as ``Connection.execute`` wraps it
             (``sqlalchemy.exc.IntegrityError`` for a constraint).
     """
-    dbapi = conn.connection.driver_connection
-    assert dbapi is not None
-    cursor = dbapi.cursor()
-    try:
+    with _cursor(conn, sql, rows) as cursor:
         if len(rows) == 1:
             cursor.execute(sql, rows[0])
         else:
             cursor.executemany(sql, rows)
         return int(cursor.rowcount)
-    except conn.dialect.loaded_dbapi.Error as exc:
-        raise DBAPIError.instance(
-            sql, rows, exc, conn.dialect.loaded_dbapi.Error, dialect=conn.dialect
-        ) from exc
-    finally:
-        cursor.close()
 
 
 def fetch(conn: Connection, sql: str, parameters: Mapping[str, Any]) -> list[Any]:
@@ -115,15 +122,6 @@ def fetch(conn: Connection, sql: str, parameters: Mapping[str, Any]) -> list[Any
     Raises:
         sqlalchemy.exc.DBAPIError: The driver's error, wrapped as in ``execute``.
     """
-    dbapi = conn.connection.driver_connection
-    assert dbapi is not None
-    cursor = dbapi.cursor()
-    try:
+    with _cursor(conn, sql, parameters) as cursor:
         cursor.execute(sql, parameters)
         return list(cursor.fetchall())
-    except conn.dialect.loaded_dbapi.Error as exc:
-        raise DBAPIError.instance(
-            sql, parameters, exc, conn.dialect.loaded_dbapi.Error, dialect=conn.dialect
-        ) from exc
-    finally:
-        cursor.close()
