@@ -14,6 +14,7 @@ batch is cleared.
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -42,12 +43,6 @@ def _plain(column: pa.ChunkedArray) -> pa.ChunkedArray | None:
     return column if ok else None
 
 
-def _has_nan(column: pa.ChunkedArray) -> bool:
-    if not pa.types.is_floating(column.type):
-        return False
-    return bool(pc.any(pc.is_nan(column)).as_py())
-
-
 def _bound(value: Any, t: pa.DataType) -> Any:
     """A rule's bound in the Python type that ``as_py()`` gives for a column of type ``t``."""
     if pa.types.is_timestamp(t):
@@ -63,15 +58,34 @@ def _bound(value: Any, t: pa.DataType) -> Any:
     return value
 
 
+def _float_extremes(column: pa.ChunkedArray) -> tuple[float | None, float | None]:
+    """The min and max of a float column, NaN if it holds NaN: numpy's reductions (which keep NaN)
+    are several times faster than Arrow's ``min_max`` (which skips it) and make ``is_nan`` needless."""
+    lows, highs = [], []
+    for chunk in column.chunks:
+        values = (chunk.drop_null() if chunk.null_count else chunk).to_numpy()
+        if len(values):
+            lows.append(float(values.min()))
+            highs.append(float(values.max()))
+    if not lows:
+        return None, None
+    if any(math.isnan(v) for v in lows + highs):
+        return math.nan, math.nan
+    return min(lows), max(highs)
+
+
 def range_holds(column: pa.ChunkedArray, rule: ColumnRule) -> bool:
     """Whether every non-null value lies within ``rule.min``/``rule.max`` (NaN never does)."""
     plain = _plain(column)
     if plain is None or pa.types.is_boolean(plain.type):
         return False
-    extremes = pc.min_max(plain).as_py()
-    low, high = extremes["min"], extremes["max"]
-    if _has_nan(plain):
-        return False
+    if pa.types.is_floating(plain.type):
+        low, high = _float_extremes(plain)
+        if low is not None and math.isnan(low):
+            return False
+    else:
+        extremes = pc.min_max(plain).as_py()
+        low, high = extremes["min"], extremes["max"]
     if low is None:  # no values but nulls
         return True
     try:
