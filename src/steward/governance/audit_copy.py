@@ -16,6 +16,7 @@ text is assembled here, straight from COPY's bytes:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from collections.abc import Iterator
@@ -120,6 +121,26 @@ def digests(lines: list[bytes]) -> Digests:
     return rows
 
 
+@functools.lru_cache(maxsize=4)
+def _templates(quick: bytes) -> tuple[bytes, ...]:
+    """``quick`` with its three nullable slots (``request_id``, ``before_digest``, ``after_digest``, the
+    10th to 12th ``%b``) written out for each combination of NULLs, indexed by ``4 * (request is NULL) +
+    2 * (before is NULL) + (after is NULL)``: a NULL's slot is ``null%.0b`` (the field formatted away),
+    any other ``"%b"``, so a line is rendered without a concatenation or a test per field."""
+    head, *slots = quick.split(b"%b")
+    found = []
+    for mask in range(8):
+        nulls = ((mask >> 2) & 1, (mask >> 1) & 1, mask & 1)
+        parts = [head]
+        for i, rest in enumerate(slots):
+            slot = b"%b"
+            if 9 <= i <= 11:
+                slot = b"null%.0b" if nulls[i - 9] else b'"%b"'
+            parts.append(slot + rest)
+        found.append(b"".join(parts))
+    return tuple(found)
+
+
 def chained(lines: list[bytes], previous: bytes, expected: int) -> bool:
     """Whether complete COPY lines are sound entries: ``expected``, ``expected + 1``, … each following
     the one before (the first following the hash ``previous``) and matching its stored hash.
@@ -135,7 +156,8 @@ def chained(lines: list[bytes], previous: bytes, expected: int) -> bool:
     first, last = lines[0].split(b"\t", 1)[0], lines[-1].split(b"\t", 1)[0]
     if int(first) != expected or int(last) != expected + len(lines) - 1:
         return False
-    sha256, quick, null = hashlib.sha256, _QUICK, _NULL
+    sha256, null = hashlib.sha256, _NULL
+    templates = _templates(_QUICK)
     for line in lines:
         seq, id_, at, actor, action, kind, rid, outcome, request, before, after, prev, stored, details = (
             line.split(b"\t")
@@ -147,12 +169,9 @@ def chained(lines: list[bytes], previous: bytes, expected: int) -> bool:
         # Only the nullable columns may be NULL (\N): any other backslash, or a quote, needs decoding.
         if line.find(b'"', 0, cut) >= 0 or line.count(b"\\", 0, cut) != no_request + no_before + no_after:
             return False
-        text = quick % (
+        text = templates[no_request * 4 + no_before * 2 + no_after] % (
             seq, id_, at, actor, action, kind, rid, outcome, details.replace(b'"', b'\\"'),
-            b"null" if no_request else b'"' + request + b'"',
-            b"null" if no_before else b'"' + before + b'"',
-            b"null" if no_after else b'"' + after + b'"',
-            prev,
+            request, before, after, prev,
         )  # fmt: skip
         if sha256(text).hexdigest().encode() != stored:
             return False
