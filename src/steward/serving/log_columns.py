@@ -11,11 +11,12 @@ and Arrow calls, no Python step per record.
 A group (:class:`ColumnBuffer`) is one project, endpoint, hour, model, version and role, with one input
 layout (column names, dtype, shape of a row) and one output layout: what the writer's general path
 would also have put in one table, and the same table it would have built (``PREDICTION_SCHEMA`` and the
-``in.*``/``out.*`` columns of ``prediction_log._columns``).
+``in.*``/``out.*`` columns of ``as_columns``, below, which the writer uses too).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -24,6 +25,9 @@ import pyarrow as pa
 from steward.core.names import NAME_PATTERN
 from steward.serving.log_store import HOUR_MS
 from steward.serving.models import NamedColumns, PredictionRecord
+
+Columns = dict[str, Any]
+"""A record's inputs or outputs as named columns: 1-D arrays, or 2-D arrays for list columns."""
 
 GroupKey = tuple[Any, ...]
 """``(project, endpoint, hour, model, version, role, names, input dtype, input row shape, output
@@ -100,8 +104,6 @@ class ColumnBuffer:
 
     def table(self) -> pa.Table:
         """The group's rows as the table the writer's general path makes of the same records."""
-        from steward.serving.prediction_log import _arrow, _columns
-
         _project, endpoint, _hour, model, version, role, names, *_layout = self.key
         n, records = self.rows, self.records
         inputs, outputs = np.concatenate(self.inputs), np.concatenate(self.outputs)
@@ -137,6 +139,92 @@ class ColumnBuffer:
             for i, name in enumerate(names):
                 columns.setdefault(f"in.{name}", by_column[i])
         else:
-            columns.update(_columns(inputs, "in.", "x"))
-        columns.update(_columns(outputs, "out.", None))
-        return pa.table({name: _arrow(values) for name, values in columns.items()})
+            columns.update(as_columns(inputs, "in.", "x"))
+        columns.update(as_columns(outputs, "out.", None))
+        return pa.table({name: as_arrow(values) for name, values in columns.items()})
+
+
+# -- values to Arrow columns (both this fast path and the writer's general path) ---------------
+
+
+def as_columns(value: object, prefix: str, tensor_name: str | None) -> Columns:
+    """``value`` as named columns of one length (1-D, or 2-D for list columns)."""
+    if value is None:
+        return {}
+    if isinstance(value, NamedColumns):
+        block = as_values(value.values)
+        named: Columns = {}
+        for i, name in enumerate(value.names):
+            named.setdefault(f"{prefix}{name}", block[:, i])
+        return named
+    if isinstance(value, Mapping):
+        return {f"{prefix}{name}": as_values(v) for name, v in value.items()}
+    if isinstance(value, pa.Table | pa.RecordBatch):
+        return {f"{prefix}{name}": as_values(value.column(i)) for i, name in enumerate(value.schema.names)}
+    frame_columns = getattr(value, "columns", None)
+    if frame_columns is not None and hasattr(value, "iloc"):  # a pandas DataFrame
+        getter = getattr(value, "_get_column_array", None)  # pandas' own, no Series per column
+        names = [str(name) for name in frame_columns.tolist()]
+        found: Columns = {}
+        for i, name in enumerate(names):
+            column = getter(i) if getter is not None else value.iloc[:, i].to_numpy()
+            found.setdefault(f"{prefix}{name}", as_values(column))
+        return found
+    array = as_values(value)
+    if tensor_name is not None:
+        return {f"{prefix}{tensor_name}": array}
+    if array.ndim == 2 and array.shape[1] == 1:
+        return {f"{prefix}prediction": array[:, 0]}
+    if array.ndim == 2 and array.shape[1] > 1 and array.dtype.kind in "fiub":
+        return {f"{prefix}prediction": np.argmax(array, axis=1), f"{prefix}scores": array}
+    return {f"{prefix}prediction" if array.ndim == 1 else f"{prefix}scores": array}
+
+
+def as_values(value: object) -> Any:
+    """A column's values: a numpy array (1-D, or 2-D with one list per row), or an Arrow/pandas array."""
+    if isinstance(value, np.ndarray):
+        array = value
+    elif isinstance(value, pa.ChunkedArray | pa.Array) or hasattr(value, "__arrow_array__"):
+        return value
+    else:
+        array = np.asarray(value)
+    if array.ndim == 0:
+        array = array.reshape(1)
+    elif array.ndim > 2:
+        array = array.reshape(array.shape[0], -1)
+    return array
+
+
+def concat_column(pieces: list[Any]) -> pa.Array | pa.ChunkedArray:
+    """One Arrow column from the same column of several records."""
+    if all(isinstance(p, np.ndarray) and p.dtype != object for p in pieces):
+        if pieces[0].ndim == 1:
+            return as_arrow(np.concatenate(pieces) if len(pieces) > 1 else pieces[0])
+        flat = np.concatenate([p.reshape(-1) for p in pieces])
+        widths = np.repeat([p.shape[1] for p in pieces], [p.shape[0] for p in pieces])
+        offsets = np.zeros(len(widths) + 1, np.int32)
+        np.cumsum(widths, out=offsets[1:])
+        return pa.ListArray.from_arrays(pa.array(offsets), as_arrow(flat))
+    arrays = [as_arrow(p) for p in pieces]
+    if len({a.type for a in arrays}) == 1:
+        return pa.chunked_array(arrays)
+    return pa.chunked_array([a.cast(pa.string()) for a in arrays])
+
+
+def as_arrow(values: Any) -> pa.Array | pa.ChunkedArray:
+    if isinstance(values, pa.Array | pa.ChunkedArray):
+        return values
+    try:
+        if isinstance(values, np.ndarray):
+            if values.dtype == np.float16:  # DuckDB cannot read float16
+                values = values.astype(np.float32)
+            if values.ndim == 2:
+                if values.dtype != object:
+                    return concat_column([values])
+                return pa.array([list(row) for row in values], from_pandas=True)
+            if values.dtype != object:
+                return pa.array(values)
+        return pa.array(values, from_pandas=True)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, TypeError, ValueError):
+        text = [None if v is None or v != v else str(v) for v in np.asarray(values, dtype=object).reshape(-1)]
+        return pa.array(text, pa.string())

@@ -21,16 +21,23 @@ import threading
 import time
 import zlib
 from collections import deque
-from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
 
 from steward.errors import InvalidInput
-from steward.serving.log_columns import ColumnBuffer, GroupKey, group_key, usable
+from steward.serving.log_columns import (
+    ColumnBuffer,
+    Columns,
+    GroupKey,
+    as_columns,
+    concat_column,
+    group_key,
+    usable,
+)
 from steward.serving.log_store import HOUR_MS, LogStore, hour_of
-from steward.serving.models import NamedColumns, PredictionRecord
+from steward.serving.models import PredictionRecord
 
 if TYPE_CHECKING:
     import fsspec
@@ -42,9 +49,6 @@ logger = logging.getLogger(__name__)
 _WRITE_ATTEMPTS = 3
 _RETRY_DELAY = 0.2
 _HASH_RANGE = 1 << 32
-
-Columns = dict[str, Any]
-"""A record's inputs or outputs as named columns: 1-D arrays, or 2-D arrays for list columns."""
 
 
 class PredictionLog:
@@ -371,8 +375,8 @@ def _partition(records: list[PredictionRecord]) -> dict[tuple[str, str, str], tu
         try:
             if not known[names_key]:
                 raise InvalidInput(f"unusable project or endpoint name {record.endpoint!r}")
-            inputs = _columns(record.inputs, "in.", "x")
-            outputs = _columns(record.outputs, "out.", None)
+            inputs = as_columns(record.inputs, "in.", "x")
+            outputs = as_columns(record.outputs, "out.", None)
             n = _rows_of(inputs) or _rows_of(outputs) or 1
             if _rows_of(outputs) not in (0, n):
                 outputs = {}  # an answer that does not match the input rows cannot be paired with them
@@ -421,62 +425,14 @@ def _rows_of(columns: Columns) -> int:
     return 0
 
 
-def _columns(value: object, prefix: str, tensor_name: str | None) -> Columns:
-    """``value`` as named columns of one length (1-D, or 2-D for list columns)."""
-    if value is None:
-        return {}
-    if isinstance(value, NamedColumns):
-        block = _values(value.values)
-        named: Columns = {}
-        for i, name in enumerate(value.names):
-            named.setdefault(f"{prefix}{name}", block[:, i])
-        return named
-    if isinstance(value, Mapping):
-        return {f"{prefix}{name}": _values(v) for name, v in value.items()}
-    if isinstance(value, pa.Table | pa.RecordBatch):
-        return {f"{prefix}{name}": _values(value.column(i)) for i, name in enumerate(value.schema.names)}
-    frame_columns = getattr(value, "columns", None)
-    if frame_columns is not None and hasattr(value, "iloc"):  # a pandas DataFrame
-        getter = getattr(value, "_get_column_array", None)  # pandas' own, no Series per column
-        names = [str(name) for name in frame_columns.tolist()]
-        found: Columns = {}
-        for i, name in enumerate(names):
-            column = getter(i) if getter is not None else value.iloc[:, i].to_numpy()
-            found.setdefault(f"{prefix}{name}", _values(column))
-        return found
-    array = _values(value)
-    if tensor_name is not None:
-        return {f"{prefix}{tensor_name}": array}
-    if array.ndim == 2 and array.shape[1] == 1:
-        return {f"{prefix}prediction": array[:, 0]}
-    if array.ndim == 2 and array.shape[1] > 1 and array.dtype.kind in "fiub":
-        return {f"{prefix}prediction": np.argmax(array, axis=1), f"{prefix}scores": array}
-    return {f"{prefix}prediction" if array.ndim == 1 else f"{prefix}scores": array}
-
-
-def _values(value: object) -> Any:
-    """A column's values: a numpy array (1-D, or 2-D with one list per row), or an Arrow/pandas array."""
-    if isinstance(value, np.ndarray):
-        array = value
-    elif isinstance(value, pa.ChunkedArray | pa.Array) or hasattr(value, "__arrow_array__"):
-        return value
-    else:
-        array = np.asarray(value)
-    if array.ndim == 0:
-        array = array.reshape(1)
-    elif array.ndim > 2:
-        array = array.reshape(array.shape[0], -1)
-    return array
-
-
 def _table(members: list[_Member]) -> pa.Table:
     records = [m[0] for m in members]
     counts = np.fromiter((m[1] for m in members), np.int64, len(members))
     columns = _fixed_columns(records, counts)
     for name in members[0][2]:
-        columns[name] = _concat([m[2][name] for m in members])
+        columns[name] = concat_column([m[2][name] for m in members])
     for name in members[0][3]:
-        columns[name] = _concat([m[3][name] for m in members])
+        columns[name] = concat_column([m[3][name] for m in members])
     return pa.table(columns)
 
 
@@ -504,38 +460,3 @@ def _fixed_columns(records: list[PredictionRecord], counts: np.ndarray[Any, Any]
         "status": pa.array(np.repeat(np.array([r.status for r in records], np.int32), counts)),
     }  # fmt: skip
     return columns
-
-
-def _concat(pieces: list[Any]) -> pa.Array | pa.ChunkedArray:
-    """One Arrow column from the same column of several records."""
-    if all(isinstance(p, np.ndarray) and p.dtype != object for p in pieces):
-        if pieces[0].ndim == 1:
-            return _arrow(np.concatenate(pieces) if len(pieces) > 1 else pieces[0])
-        flat = np.concatenate([p.reshape(-1) for p in pieces])
-        widths = np.repeat([p.shape[1] for p in pieces], [p.shape[0] for p in pieces])
-        offsets = np.zeros(len(widths) + 1, np.int32)
-        np.cumsum(widths, out=offsets[1:])
-        return pa.ListArray.from_arrays(pa.array(offsets), _arrow(flat))
-    arrays = [_arrow(p) for p in pieces]
-    if len({a.type for a in arrays}) == 1:
-        return pa.chunked_array(arrays)
-    return pa.chunked_array([a.cast(pa.string()) for a in arrays])
-
-
-def _arrow(values: Any) -> pa.Array | pa.ChunkedArray:
-    if isinstance(values, pa.Array | pa.ChunkedArray):
-        return values
-    try:
-        if isinstance(values, np.ndarray):
-            if values.dtype == np.float16:  # DuckDB cannot read float16
-                values = values.astype(np.float32)
-            if values.ndim == 2:
-                if values.dtype != object:
-                    return _concat([values])
-                return pa.array([list(row) for row in values], from_pandas=True)
-            if values.dtype != object:
-                return pa.array(values)
-        return pa.array(values, from_pandas=True)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, TypeError, ValueError):
-        text = [None if v is None or v != v else str(v) for v in np.asarray(values, dtype=object).reshape(-1)]
-        return pa.array(text, pa.string())

@@ -81,7 +81,6 @@ def _extras(where: Any) -> Any:
 
 
 _EXTRAS_OF_RUN = _extras(lambda column: column == bindparam("run_id"))
-_EXTRAS_OF_RUNS = _extras(lambda column: column.in_(bindparam("run_ids", expanding=True)))
 
 
 def _extras_of_runs(conn: Connection, ids: list[str]) -> list[tuple[str, str, str, str | None, float | None]]:
@@ -212,15 +211,13 @@ def load_runs(
         rows = [_AttrRow({**row._asdict(), **override}) for row in rows]  # type: ignore[misc]
     ids = [row.id for row in rows]
     found: dict[str, dict[str, dict[str, Any]]] = {i: {"params": {}, "tags": {}, "metrics": {}} for i in ids}
+    batches: list[Sequence[Any]]
     if len(ids) == 1:
-        batches = [conn.execute(_EXTRAS_OF_RUN, {"run_id": ids[0]})]
+        batches = [conn.execute(_EXTRAS_OF_RUN, {"run_id": ids[0]}).all()]
     else:
-        batches = [
-            conn.execute(_EXTRAS_OF_RUNS, {"run_ids": ids[start : start + 500]})
-            for start in range(0, len(ids), 500)
-        ]
-    for result in batches:
-        for run_id, kind, key, text, number in result.all():  # one fetchall, not a fetch per row
+        batches = [_extras_of_runs(conn, ids[start : start + 5000]) for start in range(0, len(ids), 5000)]
+    for batch in batches:
+        for run_id, kind, key, text, number in batch:
             found[run_id][kind][key] = number if kind == "metrics" else text
     return [_run_from_row(row, found[row.id]) for row in rows]
 
