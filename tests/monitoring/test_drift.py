@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pyarrow as pa
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from scipy import stats
 from scipy.spatial.distance import jensenshannon
@@ -419,6 +419,7 @@ def test_the_domain_classifier_needs_rows_and_columns() -> None:
     current=st.lists(st.one_of(st.none(), st.floats(allow_nan=True, allow_infinity=True)), max_size=40),
     labels=st.lists(st.one_of(st.none(), st.sampled_from("abc")), min_size=0, max_size=40),
 )
+@example(reference=[0.0, 1.1125369292536007e-308], current=[1.0], labels=[])  # a subnormal spread
 def test_no_input_yields_nan_or_inf_in_a_report(
     reference: list[float | None], current: list[float | None], labels: list[str | None]
 ) -> None:

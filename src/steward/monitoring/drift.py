@@ -320,6 +320,16 @@ _SCORES: Mapping[str, tuple[str, ...]] = {
 }
 
 
+def _normalised(distance: float, std: float) -> float | None:
+    """The Wasserstein distance in reference standard deviations; None for a reference whose spread is
+    0 or so small (subnormal) that the ratio would overflow."""
+    if not std > 0:
+        return None
+    with np.errstate(over="ignore"):
+        ratio = float(np.float64(distance) / np.float64(std))
+    return ratio if math.isfinite(ratio) else None
+
+
 def _numeric_scores(ref: ColumnSummary, cur: ColumnSummary) -> dict[str, float | None]:
     p = np.asarray(ref.counts, dtype=np.float64) / ref.count
     q = np.asarray(cur.counts, dtype=np.float64) / cur.count
@@ -334,7 +344,7 @@ def _numeric_scores(ref: ColumnSummary, cur: ColumnSummary) -> dict[str, float |
     return {
         "ks": ks,
         "ks_p_value": _ks_p_value(ks, ref.count, cur.count),
-        "wasserstein": wasserstein / std if std > 0 else None,
+        "wasserstein": _normalised(wasserstein, std),
         "psi": _psi(p_groups, q_groups),
         "jensenshannon": _jensenshannon(p_groups, q_groups),
     }
